@@ -261,7 +261,7 @@ class ACTune(Method):
                 k = min(hp["n_clusters"], len(ids))
                 weights = a if hp["weighted_clustering"] else None
                 assign = weighted_kmeans(view.features[ids], weights, k, rng,
-                                         hp["kmeans_iters"]).assign
+                                         hp["kmeans_iters"], device=view.device).assign.cpu()
                 pseudo_now = view.probs[ids].argmax(-1)
                 u = region_scores(assign, a, pseudo_now, k, view.num_classes, hp["beta"])
                 if region_query_on:
@@ -278,8 +278,9 @@ class ACTune(Method):
             size = hp["st_growth"] * view.round
             chosen = self_training_set(assign, st_scores, ids, rank_regions(u, rng, False),
                                        hp["n_regions"], size, rng, exclude=query)
-            by_id = dict(zip(ids.tolist(), labels.tolist()))
-            pseudo = np.array([by_id[i] for i in chosen.tolist()], dtype=np.int64)
+            label_of = np.zeros(len(view.probs), dtype=np.int64)
+            label_of[ids] = np.asarray(labels)
+            pseudo = label_of[chosen]
         return Selection(query=query, pseudo_ids=chosen, pseudo_labels=pseudo)
 
     def _bank_step(self, view: RoundView, ids: np.ndarray, a: torch.Tensor):

@@ -61,6 +61,12 @@ class RoundView:
     extras: "Extras" = None
     allow_pseudo: bool = True           # False in the `al` setting: pseudo-labels are ignored
 
+    @property
+    def device(self) -> torch.device:
+        """The round model's device: where a method's heavy selection maths should run."""
+        found = self.extras.device if self.extras is not None else None
+        return torch.device(found) if found is not None else torch.device("cpu")
+
     def mc_dropout(self, passes: int = 10) -> torch.Tensor:
         """(passes, n_pool, C) probabilities with dropout on; cached per pass count."""
         return self.extras.get(("mc_dropout", passes), lambda: self.extras.mc_dropout(passes))

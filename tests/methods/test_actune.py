@@ -14,7 +14,7 @@ from methods.actune import (ACTune, ThresholdedSelfTraining, class_entropy, conf
 from methods.base import Method, Selection, TrainBatch, UncertaintyMethod, entropy
 from methods.memory_bank import MemoryBank, momentum
 from methods.registry import METHODS
-from methods.weighted_kmeans import kmeans_pp, weighted_centroids, weighted_kmeans
+from methods.weighted_kmeans import assign_points, kmeans_pp, weighted_centroids, weighted_kmeans
 
 LN2 = math.log(2)
 
@@ -80,6 +80,24 @@ def test_weighted_kmeans_is_deterministic_under_the_seed():
     a = weighted_kmeans(x, w, 6, np.random.default_rng(5))
     b = weighted_kmeans(x, w, 6, np.random.default_rng(5))
     assert torch.equal(a.assign, b.assign) and torch.equal(a.centres, b.centres)
+
+
+def test_matmul_assignment_is_the_nearest_centre_and_tol_only_trims_the_tail():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3000, 8, generator=g, dtype=torch.float64)
+    c = torch.randn(7, 8, generator=g, dtype=torch.float64)
+    assert torch.equal(assign_points(x, c), torch.cdist(x, c).argmin(1))
+    w = torch.rand(3000, generator=g)
+    exact = weighted_kmeans(x, w, 7, np.random.default_rng(0), tol=0.0)
+    assert exact.converged
+    assert torch.equal(assign_points(x, weighted_centroids(x, w.double(), exact.assign,
+                                                           exact.centres)), exact.assign)
+    # below 1 / tol points the default tolerance is the exact fixed point; above, it may stop
+    # earlier with at most floor(tol * n) points still moving
+    assert torch.equal(weighted_kmeans(x, w, 7, np.random.default_rng(0)).assign, exact.assign)
+    loose = weighted_kmeans(x, w, 7, np.random.default_rng(0), tol=0.01)
+    assert loose.converged and loose.iterations < exact.iterations
+    assert torch.equal(assign_points(x, loose.centres), loose.assign)   # Eq. 3 still holds
 
 
 def test_negative_uncertainty_is_refused():
@@ -394,7 +412,7 @@ def test_no_wclus_clusters_without_weights(make_view, monkeypatch):
     seen = []
     real = actune.weighted_kmeans
     monkeypatch.setattr(actune, "weighted_kmeans",
-                        lambda x, w, *a: seen.append(w) or real(x, w, *a))
+                        lambda x, w, *a, **kw: seen.append(w) or real(x, w, *a, **kw))
     probs, feats = _pool()
     get_method("actune-no-wclus")(n_clusters=4, n_regions=2).select(make_view(probs, feats))
     ACTune(n_clusters=4, n_regions=2).select(make_view(probs, feats))
