@@ -82,7 +82,10 @@ def labels_to_reach(x, y, target: float) -> float:
 def label_efficiency(curve_df: pd.DataFrame, fams: dict[str, str], ours_method: str,
                      ours_setting: str = "ssal") -> pd.DataFrame:
     """Per dataset: labels the best AL and the best self-training baseline need to match
-    ``ours_method`` at its final label count, and the saving ``1 - n_ours / n_baseline``.
+    ``ours_method``'s final accuracy, and the saving ``1 - n_ours / n_baseline``.
+
+    Both label counts follow one rule (:func:`labels_to_reach`: first crossing of the mean
+    curve), so a curve that peaks early and dips at the end is not charged its full budget.
 
     "Best" = highest final mean accuracy within the family on that dataset. An AL baseline is
     read in the ``al`` setting when it ran there (pseudo-labels play no part in it), a
@@ -93,8 +96,8 @@ def label_efficiency(curve_df: pd.DataFrame, fams: dict[str, str], ours_method: 
         mine = g[(g["method"] == ours_method) & (g["setting"] == ours_setting)]
         if mine.empty:
             continue
-        last = mine.loc[mine["round"].idxmax()]
-        target, n_ours = float(last["mean"]), float(last["n_labels"])
+        target = float(mine.loc[mine["round"].idxmax(), "mean"])
+        n_ours = labels_to_reach(mine["n_labels"], mine["mean"], target)
         for family in (AL, ST):
             cands = []
             for m in [m for m, f in fams.items() if f == family]:

@@ -83,6 +83,18 @@ def test_label_efficiency_saving():
     assert np.isnan(eff.loc["self-training", "saving_pct"])
 
 
+def test_label_efficiency_counts_ours_where_it_first_reaches_its_final_accuracy():
+    # ours peaks at 200 labels and ends lower: 0.75 is first reached half-way to 200 labels
+    rows = _rows("actune", [[0.6, 0.9, 0.75]], n_pseudo=5)
+    rows += _rows("cal", [[0.6, 0.65, 0.70, 0.75]], setting="al")
+    df = pd.DataFrame(rows)
+    eff = stats.label_efficiency(stats.curves(df), stats.families(df, "actune"), "actune")
+    row = eff.set_index("family").loc["active learning"]
+    assert row["ours_labels"] == pytest.approx(150)
+    assert row["baseline_labels"] == pytest.approx(400)
+    assert row["saving_pct"] == pytest.approx(100 * (1 - 150 / 400))
+
+
 def test_family_mapping_overrides_data():
     df = pd.DataFrame(_rows("cal", [[0.5, 0.6]]) + _rows("st", [[0.5, 0.6]], n_pseudo=3))
     assert stats.families(df, "actune", {"cal": "self-training"})["cal"] == "self-training"
