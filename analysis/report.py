@@ -94,15 +94,22 @@ def build_report(results_dir, out, ours="actune", family_map: dict | None = None
     else:
         rep.skipped.append(("fig6_tsne", "t-SNE turned off (--no-tsne)"))
 
-    rep.table("table_accuracy", "Final-round test accuracy (%), mean ± std over seeds (runs)",
-              tables.accuracy_table(final, ours=ours), "no complete run")
+    per_ds = stats.paired_tests(main, ours, by=("setting", "dataset"))
+    marked = primary_ours(main, ours, ours_settings)
+    rep.table("table_accuracy", "Final-round test accuracy (%), mean ± std over seeds (runs); "
+              f"* {marked} significantly better than this baseline, † significantly worse "
+              "(paired t-test over seeds and rounds >= 1 of the setting and dataset, p < 0.05)",
+              tables.accuracy_table(final, ours=ours, tests=per_ds[per_ds["ours"] == marked]
+                                    if len(per_ds) else None), "no complete run")
     rep.table("table_runtime", "Seconds per round of each selection phase (Table 3)",
               tables.runtime_table(main), "no timed selection")
+    rep.table("table_wall_time", "Wall time: minutes per complete run, mean over seeds (runs); "
+              "the last row sums every complete run", tables.wall_time_table(df, runs),
+              "no complete run")
     tests = stats.paired_tests(main, ours, by=("setting",))
     rep.table("table_ttest", "Paired t-tests, ours vs each baseline: pairs = same dataset, seed "
               "and round >= 1; * p < 0.05; Holm across baselines",
               tables.ttest_table(tests), "needs an ours method and a baseline on shared seeds")
-    per_ds = stats.paired_tests(main, ours, by=("setting", "dataset"))
     rep.table("table_ttest_per_dataset", "Paired t-tests per dataset (Holm within dataset)",
               tables.ttest_table(per_ds), "needs an ours method and a baseline on shared seeds")
     rep.table("table_label_efficiency", "Label efficiency behind Fig. 3 (saving = 1 - n_ours / "

@@ -2,6 +2,7 @@
 
 - final accuracy: mean +- std over seeds of each complete run's last round, method x dataset;
 - runtime (Table 3): seconds per round of each selection phase, averaged over rounds and seeds;
+- wall time: minutes per complete run and the study's total;
 - paired t-tests of ours against every baseline, with Holm's correction;
 - label efficiency (the numbers behind Fig. 3).
 """
@@ -20,22 +21,58 @@ from . import stats
 STANDARD_PHASES = ("inference", "query", "select_total", "train", "eval", "round")
 
 
-def accuracy_table(final: pd.DataFrame, metric="test_acc", ours="actune") -> pd.DataFrame:
+def accuracy_table(final: pd.DataFrame, metric="test_acc", ours="actune",
+                   tests: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows (setting, method), columns dataset, cells ``mean ± std`` (percent) with run counts;
-    the best mean of each (setting, dataset) column is marked with ``**``."""
+    the best mean of each (setting, dataset) column is marked with ``**``.
+
+    With ``tests`` (:func:`stats.paired_tests` by setting and dataset, for one ours method) a
+    baseline's cell carries ``*`` where ours is significantly better than it (paired over
+    seeds and rounds, p < 0.05) and ``†`` where it is significantly worse.
+    """
     if final.empty:
         return pd.DataFrame()
     g = final.groupby(["setting", "method", "dataset"])[metric]
     agg = pd.DataFrame({"mean": 100 * g.mean(), "std": 100 * g.std(), "n": g.size()}).reset_index()
     best = agg.groupby(["setting", "dataset"])["mean"].transform("max")
+    marks = _significance_marks(tests)
     agg["cell"] = [
         ("**" if b else "") + f"{m:.2f} ± {0 if s != s else s:.2f}" + ("**" if b else "")
-        + f" ({n})"
-        for m, s, n, b in zip(agg["mean"], agg["std"], agg["n"], np.isclose(agg["mean"], best))]
+        + f" ({n})" + marks.get((st, meth, ds), "")
+        for m, s, n, b, st, meth, ds in zip(agg["mean"], agg["std"], agg["n"],
+                                            np.isclose(agg["mean"], best), agg["setting"],
+                                            agg["method"], agg["dataset"])]
     table = agg.pivot(index=["setting", "method"], columns="dataset", values="cell").fillna("–")
     is_ours = stats.ours_predicate(ours)
     order = sorted(table.index, key=lambda k: (k[0], is_ours(k[1]), k[1]))
     return table.loc[order]
+
+
+def _significance_marks(tests: pd.DataFrame | None) -> dict:
+    if tests is None or tests.empty:
+        return {}
+    sig = tests[tests["significant"]]
+    return {(r.setting, r.baseline, r.dataset): (" *" if r.mean_diff > 0 else " †")
+            for r in sig.itertuples()}
+
+
+def wall_time_table(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Minutes per complete run (sum of its rounds' wall times), mean over seeds, per
+    (setting, method) x dataset, with a total row: what the study cost to run."""
+    if df.empty or "time_round" not in df or runs.empty or "complete" not in runs:
+        return pd.DataFrame()
+    done = df[df["run"].isin(runs.loc[runs["complete"], "run"])]
+    if done.empty:
+        return pd.DataFrame()
+    per_run = done.groupby(["setting", "method", "dataset", "run"])["time_round"].sum() / 60
+    g = per_run.groupby(["setting", "method", "dataset"])
+    cells = pd.DataFrame({"mean": g.mean(), "n": g.size()}).reset_index()
+    cells["cell"] = [f"{m:.1f} ({n})" for m, n in zip(cells["mean"], cells["n"])]
+    table = cells.pivot(index=["setting", "method"], columns="dataset", values="cell").fillna("–")
+    total = per_run.groupby("dataset").sum()
+    table.loc[("all", f"total, hours ({len(per_run)} runs)"), :] = [
+        f"{total.get(c, 0) / 60:.2f}" for c in table.columns]
+    return table
 
 
 def runtime_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +131,7 @@ def _tex(s: str) -> str:
     s = s.replace("\\", "\\textbackslash{}")
     for ch in "&%$#_{}":
         s = s.replace(ch, "\\" + ch)
-    s = s.replace("±", "$\\pm$").replace("–", "--")
+    s = s.replace("±", "$\\pm$").replace("–", "--").replace("†", "$^\\dagger$")
     if s.startswith("**") and "**" in s[2:]:
         end = s.index("**", 2)
         s = "\\textbf{" + s[2:end] + "}" + s[end + 2:]

@@ -19,8 +19,27 @@ def test_report_on_synthetic(synthetic_results, tmp_path):
     # actune finishes at 0.82 (+0.005 * (seed - 1)) -> 82.00 ± 0.50 over 3 seeds, best: bold
     assert "| ssal | actune | **82.00 ± 0.50** (3) |" in acc
     assert "\\textbf{82.00 $\\pm$ 0.50}" in (out / "tables" / "table_accuracy.tex").read_text()
+    # st ends 4 points below actune with the gap growing every round: significant -> '*'
+    assert "| ssal | st | 78.00 ± 0.50 (3) * |" in acc
+    assert "| ssal | actune-cal | 81.00 ± 0.50 (3) |" in acc   # ours' variants carry no mark
     rt = (out / "tables" / "table_runtime.md").read_text()
     assert "region_sampling" in rt and "memory_bank" in rt
+    # every synthetic run has 4 rounds of 2 s: 42 sst2 runs = 336 s, 52 trec runs = 416 s
+    wall = (out / "tables" / "table_wall_time.md").read_text()
+    assert "| all | total, hours (94 runs) | 0.09 | 0.12 |" in wall
+
+
+def test_accuracy_table_marks_a_baseline_that_beats_ours():
+    import pandas as pd
+    from analysis import stats, tables
+    rows = [dict(method=m, dataset="trec", setting="al", seed=s, round=t, n_labels=100 * (t + 1),
+                 test_acc=0.5 + t * (0.1 if m == "entropy" else 0.05) + 0.01 * s, run=f"{m}{s}")
+            for m in ("actune", "entropy") for s in range(3) for t in range(4)]
+    df = pd.DataFrame(rows)
+    tests = stats.paired_tests(df, "actune", by=("setting", "dataset"))
+    table = tables.accuracy_table(stats.final_rows(df), tests=tests)
+    assert table.loc[("al", "entropy"), "trec"] == "**81.00 ± 1.00** (3) †"
+    assert table.loc[("al", "actune"), "trec"] == "66.00 ± 1.00 (3)"
 
 
 def test_report_on_empty_folder(tmp_path):
