@@ -115,6 +115,14 @@ def build_report(results_dir, out, ours="actune", family_map: dict | None = None
     rep.table("table_label_efficiency", "Label efficiency behind Fig. 3 (saving = 1 - n_ours / "
               "n_baseline; 'not reached' rows are excluded from the average)",
               eff, "needs an ours method in the ssal setting and baselines on the same dataset")
+    vs = pd.concat([stats.versus_best(curve_df, m, ours) for m in
+                    sorted({primary_ours(main, ours, st) for st in main["setting"].unique()}
+                           - {None})] or [pd.DataFrame()], ignore_index=True)
+    rep.table("table_vs_best", "Ours against the strongest baseline (highest mean accuracy over "
+              "the rounds; same setting and dataset): rounds ahead and margin in accuracy points",
+              stats.wins_summary(vs), "needs an ours method and a baseline in one setting")
+    rep.table("table_vs_best_rounds", "Round by round: ours, the strongest baseline and the gap",
+              vs, "needs an ours method and a baseline in one setting")
     fam = pd.DataFrame(sorted(fams.items()), columns=["method", "family"])
     rep.table("table_families", "Method families (pseudo-labels used => self-training)", fam, "")
     write_index(rep, res, ours, eff)

@@ -120,6 +120,48 @@ def label_efficiency(curve_df: pd.DataFrame, fams: dict[str, str], ours_method: 
     return pd.DataFrame(rows)
 
 
+def versus_best(curve_df: pd.DataFrame, ours_method: str, ours="actune") -> pd.DataFrame:
+    """Round by round, ``ours_method``'s mean accuracy against the strongest baseline of the
+    same setting and dataset: the one with the highest mean accuracy over the rounds compared
+    (one fixed method; a per-round maximum over many noisy curves would favour the baselines).
+    Rounds >= 1 only, where the methods have chosen different labels, up to the last round
+    every method reached.
+    """
+    is_ours = ours_predicate(ours)
+    rows = []
+    for (setting, ds), g in curve_df[curve_df["round"] >= 1].groupby(["setting", "dataset"]):
+        mine = g[g["method"] == ours_method].set_index("round")
+        base = g[~g["method"].map(is_ours)]
+        if mine.empty or base.empty:
+            continue
+        last = min(mine.index.max(), base.groupby("method")["round"].max().min())
+        base = base[base["round"] <= last]
+        strongest = base.groupby("method")["mean"].mean().idxmax()
+        theirs = base[base["method"] == strongest].set_index("round")
+        for t in range(1, int(last) + 1):
+            if t in mine.index and t in theirs.index:
+                rows.append(dict(setting=setting, dataset=ds, round=t,
+                                 n_labels=float(mine.loc[t, "n_labels"]), ours=ours_method,
+                                 ours_acc=float(mine.loc[t, "mean"]), baseline=strongest,
+                                 baseline_acc=float(theirs.loc[t, "mean"]),
+                                 diff=float(mine.loc[t, "mean"] - theirs.loc[t, "mean"])))
+    return pd.DataFrame(rows)
+
+
+def wins_summary(vs: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, dataset): rounds ours leads the strongest baseline, out of how many, and
+    the mean / min / max margin in accuracy points."""
+    if vs.empty:
+        return vs
+    g = vs.groupby(["setting", "dataset", "ours", "baseline"])
+    out = pd.DataFrame({"rounds_ahead": g["diff"].apply(lambda d: int((d > 0).sum())),
+                        "rounds": g.size(),
+                        "mean_margin_pts": 100 * g["diff"].mean(),
+                        "min_margin_pts": 100 * g["diff"].min(),
+                        "max_margin_pts": 100 * g["diff"].max()})
+    return out.reset_index()
+
+
 def holm(pvals) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error control across the baselines)."""
     p = np.asarray(pvals, float)

@@ -142,3 +142,18 @@ def test_sweep_points_one_at_a_time_and_joint():
             for lo, hi, a in [(0.7, 0.9, 0.1), (0.8, 1.0, 0.2)]]
     params = set(stats.sweep_points(pd.DataFrame(rows))["param"])
     assert {tuple(sorted(p.split("/"))) for p in params} == {("m_H", "m_L")}
+
+
+def test_versus_the_strongest_baseline_counts_rounds_ahead_and_margins():
+    # entropy is stronger than random over rounds 1-3 (mean 0.80 vs 0.70), so it is the one
+    # compared; ours leads it in rounds 1 and 3 (+2, +4 points) and trails in round 2 (-1)
+    rows = _rows("actune", [[0.5, 0.80, 0.79, 0.86]], setting="al")
+    rows += _rows("entropy", [[0.5, 0.78, 0.80, 0.82]], setting="al")
+    rows += _rows("random", [[0.5, 0.81, 0.60, 0.69]], setting="al")
+    vs = stats.versus_best(stats.curves(pd.DataFrame(rows)), "actune")
+    assert set(vs["baseline"]) == {"entropy"} and list(vs["round"]) == [1, 2, 3]
+    assert vs["diff"].tolist() == pytest.approx([0.02, -0.01, 0.04])
+    s = stats.wins_summary(vs).iloc[0]
+    assert (s["rounds_ahead"], s["rounds"]) == (2, 3)
+    assert s["mean_margin_pts"] == pytest.approx(100 * 0.05 / 3)
+    assert (s["min_margin_pts"], s["max_margin_pts"]) == pytest.approx((-1.0, 4.0))
