@@ -6,6 +6,7 @@ once, for tests. Both go through the same ``from_pretrained`` path as a hub name
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -170,6 +171,33 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_enabled(device, amp))
 
 
+@contextlib.contextmanager
+def inference_precision(model: nn.Module, device: torch.device, amp: str):
+    """bf16 autocast for an inference pass, with every Linear's weights cast to bf16 once for
+    the whole pass instead of once per batch (the casts were a fifth of CPU inference time).
+
+    Autocast would cast those weights to bf16 anyway, so the outputs are bit-identical; the
+    float32 weights are put back afterwards, even on error (training may resume from them).
+    """
+    if not amp_enabled(device, amp):
+        yield
+        return
+    saved = []
+    try:
+        with torch.no_grad():
+            for mod in model.modules():
+                if isinstance(mod, nn.Linear):
+                    for param in (mod.weight, mod.bias):
+                        if param is not None and param.dtype == torch.float32:
+                            saved.append((param, param.data))
+                            param.data = param.data.to(torch.bfloat16)
+        with autocast(device, amp):
+            yield
+    finally:
+        for param, data in saved:
+            param.data = data
+
+
 # ----------------------------------------------------------------------------------------------
 # Tokenisation (cached on disk once per dataset x tokenizer x max length)
 # ----------------------------------------------------------------------------------------------
@@ -231,16 +259,16 @@ def predict(model: Classifier, tokens: list[np.ndarray], pad_id: int, batch_size
     n = len(tokens)
     probs = feats = None
     try:
-        for idx in length_sorted_batches(tokens, batch_size):
-            ids, mask = collate([tokens[i] for i in idx], pad_id, device)
-            with autocast(device, amp):
+        with inference_precision(model, device, amp):
+            for idx in length_sorted_batches(tokens, batch_size):
+                ids, mask = collate([tokens[i] for i in idx], pad_id, device)
                 logits, f = model(ids, mask)
-            if probs is None:
-                probs = torch.empty(n, logits.shape[1])
-                feats = torch.empty(n, f.shape[1])
-            where = torch.from_numpy(idx)
-            probs[where] = logits.float().softmax(-1).cpu()
-            feats[where] = f.float().cpu()
+                if probs is None:
+                    probs = torch.empty(n, logits.shape[1])
+                    feats = torch.empty(n, f.shape[1])
+                where = torch.from_numpy(idx)
+                probs[where] = logits.float().softmax(-1).cpu()
+                feats[where] = f.float().cpu()
     finally:
         model.train(was_training)
     if probs is None:
@@ -265,14 +293,14 @@ def mc_dropout_probs(model: Classifier, tokens: list[np.ndarray], pad_id: int, p
     out = None
     try:
         per = max(1, batch_size // passes)
-        for idx in length_sorted_batches(tokens, per):
-            ids, mask = collate([tokens[i] for i in idx], pad_id, device)
-            with autocast(device, amp):
+        with inference_precision(model, device, amp):
+            for idx in length_sorted_batches(tokens, per):
+                ids, mask = collate([tokens[i] for i in idx], pad_id, device)
                 logits, _ = model(ids.repeat(passes, 1), mask.repeat(passes, 1))
-            p = logits.float().softmax(-1).view(passes, len(idx), -1).cpu()
-            if out is None:
-                out = torch.empty(passes, len(tokens), p.shape[-1])
-            out[:, torch.from_numpy(idx)] = p
+                p = logits.float().softmax(-1).view(passes, len(idx), -1).cpu()
+                if out is None:
+                    out = torch.empty(passes, len(tokens), p.shape[-1])
+                out[:, torch.from_numpy(idx)] = p
     finally:
         for m, mode in modes.items():
             m.train(mode)

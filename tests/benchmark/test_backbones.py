@@ -84,3 +84,28 @@ def test_compact_vocabulary_keeps_special_ids_and_embeddings(tiny_backbone):
     p_full, f_full = predict(full, tokens, 0)
     p_small, f_small = predict(small, remapped, 0)
     assert torch.allclose(p_full, p_small) and torch.allclose(f_full, f_small)
+
+
+def test_bf16_inference_is_bit_identical_to_per_batch_autocast_and_restores_weights(tiny_backbone):
+    from benchmark.backbones import autocast, collate, inference_precision
+
+    model = build_classifier(tiny_backbone, 3, seed=0).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = np.random.default_rng(1)
+    tokens = [rng.integers(1000, 2000, size=int(n)).astype(np.int32) for n in rng.integers(2, 20, 9)]
+    ids, mask = collate(tokens, 0, "cpu")
+    cpu = torch.device("cpu")
+    with torch.inference_mode():
+        with autocast(cpu, "bf16"):
+            reference, _ = model(ids, mask)
+        with inference_precision(model, cpu, "bf16"):
+            assert model.head.weight.dtype == torch.bfloat16      # cast once for the pass
+            once, _ = model(ids, mask)
+    assert torch.equal(reference, once)
+    try:
+        with inference_precision(model, cpu, "bf16"):
+            raise RuntimeError("a failing batch")
+    except RuntimeError:
+        pass
+    for k, v in model.state_dict().items():                      # float32 weights are back
+        assert v.dtype == before[k].dtype and torch.equal(v, before[k])
