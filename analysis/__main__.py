@@ -1,4 +1,5 @@
-"""``python -m analysis report RESULTS_DIR --out REPORT_DIR [--ours actune] [--family m=f]``."""
+"""``python -m analysis report RESULTS_DIR --out REPORT_DIR [--ours actune] [--family m=f]
+[--no-tsne] [--complete-only]``."""
 from __future__ import annotations
 
 import argparse
@@ -18,13 +19,16 @@ def main(argv=None) -> int:
     p.add_argument("--family", action="append", default=[], metavar="METHOD=FAMILY",
                    help="override a baseline's family ('active learning' or 'self-training')")
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE figure (slowest)")
+    p.add_argument("--complete-only", action="store_true",
+                   help="leave unfinished runs out (a study still running: like-for-like seeds)")
     args = parser.parse_args(argv)
 
     from .report import build_report
 
     ours = args.ours.split(",") if "," in args.ours else args.ours
     fam = dict(kv.split("=", 1) for kv in args.family)
-    rep = build_report(args.results, args.out, ours, fam, tsne=not args.no_tsne)
+    rep = build_report(args.results, args.out, ours, fam, tsne=not args.no_tsne,
+                       complete=args.complete_only)
     print(f"made {len(rep.made)}, skipped {len(rep.skipped)}; index: {rep.out / 'index.html'}")
     for name, why in rep.skipped:
         print(f"  skipped {name}: {why}")

@@ -127,6 +127,20 @@ def load_results(root: str | Path) -> Results:
     return res
 
 
+def complete_only(res: Results) -> Results:
+    """The complete runs alone: while a study is still running, every curve then averages the
+    same seeds from the first round to the last."""
+    if res.runs.empty:
+        return res
+    keep = res.runs[res.runs["complete"]]
+    left = sorted(set(res.runs["run"]) - set(keep["run"]))
+    problems = [p for p in res.problems if p.split(":")[0] not in left]
+    if left:
+        problems.append(f"{len(left)} unfinished run folders left out (--complete-only)")
+    rounds = res.rounds[res.rounds["run"].isin(keep["run"])] if len(res.rounds) else res.rounds
+    return Results(rounds, keep.reset_index(drop=True), problems, res.root)
+
+
 def _config_hash(folder: Path) -> str | None:
     try:
         return json.loads((folder / CONFIG).read_text()).get("config_hash")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import figures, stats, tables
-from .load import load_results, main_view
+from .load import complete_only, load_results, main_view
 
 
 @dataclass
@@ -53,9 +53,11 @@ def primary_ours(df: pd.DataFrame, ours, setting="ssal") -> str | None:
 
 
 def build_report(results_dir, out, ours="actune", family_map: dict | None = None,
-                 tsne: bool = True) -> Report:
+                 tsne: bool = True, complete: bool = False) -> Report:
     out = Path(out)
     res = load_results(results_dir)
+    if complete:
+        res = complete_only(res)
     rep = Report(out)
     df, runs = res.rounds, res.runs
     if df.empty:

@@ -1,7 +1,7 @@
 """Loading: corrupt lines and unfinished runs are reported, not fatal; mixed configs flagged."""
 import json
 
-from analysis.load import load_results, main_view
+from analysis.load import complete_only, load_results, main_view
 from analysis.stats import final_rows
 
 from conftest import PROTOCOL, write_run
@@ -35,6 +35,15 @@ def test_incomplete_run_plotted_but_not_in_final_table(tmp_path):
     assert any("running (rounds reached 1/3)" in p for p in res.problems)
     final = final_rows(res.rounds, res.runs)
     assert list(final["seed"]) == [0] and list(final["round"]) == [3]
+
+
+def test_complete_only_drops_unfinished_runs_and_their_rounds(tmp_path):
+    write_run(tmp_path, "entropy", "trec", "al", 0, [0.5, 0.6, 0.7, 0.8])
+    write_run(tmp_path, "entropy", "trec", "al", 1, [0.5, 0.9], done=False)
+    res = complete_only(load_results(tmp_path))
+    assert list(res.runs["seed"]) == [0] and sorted(res.rounds["round"]) == [0, 1, 2, 3]
+    assert not any("running" in p for p in res.problems)
+    assert "1 unfinished run folders left out (--complete-only)" in res.problems
 
 
 def test_mixed_protocols_reported_and_dominant_kept(tmp_path):
