@@ -20,7 +20,8 @@ def main(argv=None) -> int:
                    help="override a baseline's family ('active learning' or 'self-training')")
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE figure (slowest)")
     p.add_argument("--complete-only", action="store_true",
-                   help="leave unfinished runs out (a study still running: like-for-like seeds)")
+                   help="leave out unfinished runs and the seeds some method has not finished "
+                        "(a study still running: like-for-like seeds)")
     args = parser.parse_args(argv)
 
     from .report import build_report

@@ -128,15 +128,30 @@ def load_results(root: str | Path) -> Results:
 
 
 def complete_only(res: Results) -> Results:
-    """The complete runs alone: while a study is still running, every curve then averages the
-    same seeds from the first round to the last."""
+    """The complete runs of the seeds every method has finished: while a study is still running,
+    every curve then averages the same seeds from the first round to the last.
+
+    Per (dataset, setting), a seed is kept only when each method with a complete run there has a
+    complete run for that seed (any parameters); so a seed half-way through a seed-major grid
+    waits until its last method is done.
+    """
     if res.runs.empty:
         return res
-    keep = res.runs[res.runs["complete"]]
-    left = sorted(set(res.runs["run"]) - set(keep["run"]))
+    done = res.runs[res.runs["complete"]]
+    group = ["dataset", "setting"]
+    per_seed = done.groupby(group + ["seed"])["method"].nunique().rename("n_seed")
+    per_group = done.groupby(group)["method"].nunique().rename("n_group")
+    full = per_seed.reset_index().merge(per_group.reset_index(), on=group)
+    full = full[full["n_seed"] == full["n_group"]]
+    keep = done.merge(full[group + ["seed"]], on=group + ["seed"])
+    left = sorted(set(res.runs["run"]) - set(done["run"]))
+    waiting = sorted(set(done["run"]) - set(keep["run"]))
     problems = [p for p in res.problems if p.split(":")[0] not in left]
     if left:
         problems.append(f"{len(left)} unfinished run folders left out (--complete-only)")
+    if waiting:
+        problems.append(f"{len(waiting)} complete runs left out until every method has finished "
+                        "their seed (--complete-only)")
     rounds = res.rounds[res.rounds["run"].isin(keep["run"])] if len(res.rounds) else res.rounds
     return Results(rounds, keep.reset_index(drop=True), problems, res.root)
 

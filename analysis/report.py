@@ -55,9 +55,8 @@ def primary_ours(df: pd.DataFrame, ours, setting="ssal") -> str | None:
 def build_report(results_dir, out, ours="actune", family_map: dict | None = None,
                  tsne: bool = True, complete: bool = False) -> Report:
     out = Path(out)
-    res = load_results(results_dir)
-    if complete:
-        res = complete_only(res)
+    loaded = load_results(results_dir)
+    res = complete_only(loaded) if complete else loaded
     rep = Report(out)
     df, runs = res.rounds, res.runs
     if df.empty:
@@ -106,7 +105,8 @@ def build_report(results_dir, out, ours="actune", family_map: dict | None = None
     rep.table("table_runtime", "Seconds per round of each selection phase (Table 3)",
               tables.runtime_table(main), "no timed selection")
     rep.table("table_wall_time", "Wall time: minutes per complete run, mean over seeds (runs); "
-              "the last row sums every complete run", tables.wall_time_table(df, runs),
+              "the last row sums every complete run",
+              tables.wall_time_table(loaded.rounds, loaded.runs),
               "no complete run")
     tests = stats.paired_tests(main, ours, by=("setting",))
     rep.table("table_ttest", "Paired t-tests, ours vs each baseline: pairs = same dataset, seed "
