@@ -1,5 +1,6 @@
 """The one command: tables with known numbers, the index, and a real folder of smoke runs."""
 import pytest
+from conftest import curve, write_run
 
 from analysis.__main__ import main as cli
 from analysis.report import build_report
@@ -27,6 +28,19 @@ def test_report_on_synthetic(synthetic_results, tmp_path):
     # every synthetic run has 4 rounds of 2 s: 42 sst2 runs = 336 s, 52 trec runs = 416 s
     wall = (out / "tables" / "table_wall_time.md").read_text()
     assert "| all | total, hours (94 runs) | 0.09 | 0.12 |" in wall
+
+
+def test_index_saving_is_fig3s_not_pooled_with_ablations(tmp_path):
+    root = tmp_path / "results"
+    for seed in (0, 2):  # seed offsets -0.005 and +0.005: the mean curves are exactly linear
+        write_run(root, "cal", "trec", "al", seed, curve(0.84, seed))
+        for m, final in (("st", 0.84), ("actune", 0.80), ("actune-no-mmb", 0.70)):
+            write_run(root, m, "trec", "ssal", seed, curve(final, seed), pseudo=True)
+    build_report(root, tmp_path / "report", tsne=False)
+    # actune hits its 0.80 at 400 labels; cal and st (0.60 + 0.08 t) at t = 2.5 -> 350 labels:
+    # saving 1 - 400/350. Pooling in actune-no-mmb (400 vs 225) would give -46.0% over 4.
+    assert "`actune` vs the best baselines (Fig. 3): -14.3% over 2 comparisons" in \
+        (tmp_path / "report" / "index.md").read_text()
 
 
 def test_accuracy_table_marks_a_baseline_that_beats_ours():
