@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -45,9 +46,26 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     return out
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2's booleans: only true/false. YAML 1.1 also reads yes/no/on/off (and y/n) as
+    booleans, which turns ``amp: off`` into False; grid files and ``--set`` both load with this."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+
+
+def load_yaml(text: str):
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def _parse_value(text: str):
-    """YAML, except that ``2e-4`` is a number (YAML 1.1 reads it as a string)."""
-    value = yaml.safe_load(text)
+    """YAML 1.2 scalars, and ``2e-4`` is a number (YAML 1.1 reads it as a string)."""
+    value = load_yaml(text)
     if isinstance(value, str):
         try:
             return float(value)

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import submitit
-import yaml
 
-from .config import parse_overrides, resolve
+from .config import load_yaml, parse_overrides, resolve
 from .results import CHECKPOINT, DONE, FAILED, RECORDS, RunStore, read_records, write_json
 
 JOB_FILE, ATTEMPT_FILE = "grid_job.json", "attempt.json"
@@ -77,7 +76,7 @@ class Grid:
     @classmethod
     def load(cls, path: str | Path) -> "Grid":
         path = Path(path)
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = load_yaml(path.read_text()) or {}
         if not isinstance(spec, dict):
             raise ValueError(f"{path}: a grid file is a mapping (methods:, datasets:, ...)")
         unknown = set(spec) - GRID_KEYS

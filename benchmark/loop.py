@@ -34,6 +34,14 @@ def derive_seed(*keys) -> int:
     return int.from_bytes(hashlib.sha256(repr(keys).encode()).digest()[:4], "little")
 
 
+def pseudo_digest(ids: np.ndarray, labels: np.ndarray) -> str:
+    """A short fingerprint of a pseudo-label set (ids in order, labels): records stay small,
+    and a regression test still sees any change in which texts got which pseudo-label."""
+    h = hashlib.sha1(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(np.round(np.asarray(labels, dtype=np.float64), 6)).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _subsample(n: int, cap: int | None, seed: int) -> np.ndarray:
     if cap is None or cap >= n:
         return np.arange(n)
@@ -215,6 +223,7 @@ class Run:
             weights = None if sel.pseudo_weights is None else sel.pseudo_weights[keep]
             hard = labels if labels.ndim == 1 else labels.argmax(-1)
             info["pseudo_acc"] = float((hard == self.pool_y[ids]).mean()) if len(ids) else None
+            info["pseudo_digest"] = pseudo_digest(ids, labels)
             state["pseudo"] = {"ids": ids, "labels": labels, "weights": weights}
         if cfg.get("save_features") and t == 1 and feats is not None:
             np.savez_compressed(self.store.path / f"features_round{t}.npz",
