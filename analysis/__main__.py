@@ -12,7 +12,8 @@ def main(argv=None) -> int:
     subs = parser.add_subparsers(dest="command", required=True)
     p = subs.add_parser("report", help="write every figure/table the results support + index")
     p.add_argument("results", help="folder holding run folders (searched recursively)")
-    p.add_argument("--out", default="report")
+    p.add_argument("--out", default="report", help="folder the report is written to "
+                   "(default: report)")
     p.add_argument("--ours", default="actune",
                    help="the method compared with the baselines: NAME covers NAME and NAME-* "
                         "(default: actune); repeat-free comma list for exact names")
@@ -30,6 +31,8 @@ def main(argv=None) -> int:
     fam = dict(kv.split("=", 1) for kv in args.family)
     rep = build_report(args.results, args.out, ours, fam, tsne=not args.no_tsne,
                        complete=args.complete_only)
+    print(rep.problems + ("" if rep.problems.endswith("no loading problems")
+                          else " (listed at the top of the index)"))
     print(f"made {len(rep.made)}, skipped {len(rep.skipped)}; index: {rep.out / 'index.html'}")
     for name, why in rep.skipped:
         print(f"  skipped {name}: {why}")

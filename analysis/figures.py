@@ -1,12 +1,16 @@
-"""The paper's figures from the records (matplotlib, Agg backend; PNG and PDF).
+"""The paper's figures from the records (matplotlib, Agg backend; seaborn palettes; PNG + PDF).
 
-Each ``figN`` function takes DataFrames from ``analysis.load`` and returns a Figure, or None
-when the records hold nothing for it (the report lists it as skipped with the reason).
-"ours" methods are drawn thick and warm-coloured, baselines thin; a method keeps its colour
-across all figures.
+Each ``figN`` function takes DataFrames from ``analysis.load`` and returns a Figure, or raises
+``Skip`` with the reason when the records hold nothing for it (the report lists it as skipped).
+The accuracy figures follow the paper's layout: one row per setting (or per Fig. 5 panel), one
+column per dataset, a legend per row grouped by family. A family has its own line style and
+seaborn palette, a method its own marker and shade within it (stable across figures); ours is
+red, thick and drawn on top with a +- std band; the y-axis fits the rounds after round 0 (the
+initial labels every method shares), so the differences near the top stay visible.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -15,30 +19,84 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from . import stats  # noqa: E402
 
 MAIN_SETTINGS = ("al", "ssal")
-SETTING_TITLES = {"al": "AL (labelled data only)", "ssal": "SSAL (with unlabelled data)"}
+SETTING_TITLES = {"al": "AL (labelled data only)", "ssal": "SSAL (with unlabelled data)",
+                  "weak": "weak supervision + AL"}
+SETTING_SHORT = {"al": "AL", "ssal": "SSAL", "weak": "weak"}
+# family -> (line style, seaborn palette); ours gets OURS_COLOURS
+FAMILY_STYLE = {"AL": ("-", "Blues_d"), "SSAL": ("--", "Greens_d"), "ST": ("-.", "Purples_d"),
+                "ablation": ((0, (4, 1.5)), "colorblind"), "plug-in": ((0, (1, 1)), "Dark2")}
+GROUP_ORDER = ("ours", "ablation", "plug-in", "AL", "SSAL", "ST")
+OURS_COLOURS = ("#d62728", "#ff7f0e", "#8c564b", "#e377c2")
+MARKERS = "osD^vPX<>ph"
 
 
 class Skip(Exception):
     """Raised with the reason a figure cannot be drawn from the records at hand."""
 
 
-def palette(methods, ours="actune") -> dict[str, dict]:
-    """Stable line styles: baselines on tab20 in name order, ours methods on warm colours."""
+def palette(labels, ours="actune") -> dict[str, dict]:
+    """A style per label where one method has many (sweep variants like ``actune (beta=0.1)``):
+    an ours method's base configuration red and thick, every other label its own tab10 colour
+    and marker."""
     is_ours = stats.ours_predicate(ours)
-    base = sorted(m for m in set(methods) if not is_ours(m))
-    mine = sorted(m for m in set(methods) if is_ours(m))
-    tab = plt.get_cmap("tab20").colors  # dark shades first, then light; reds left to ours
-    cold = [tab[i] for i in list(range(0, 20, 2)) + list(range(1, 20, 2)) if i not in (6, 7)]
-    warm = plt.get_cmap("autumn")(np.linspace(0, 0.8, max(len(mine), 1)))
-    style = {m: dict(color=cold[i % len(cold)], lw=1.3, marker=".", zorder=2)
-             for i, m in enumerate(base)}
-    style.update({m: dict(color=warm[i] if i else "#d62728", lw=2.4, marker="o", ms=4, zorder=3)
-                  for i, m in enumerate(mine)})
+    base = [lab for lab in sorted(set(labels)) if is_ours(lab)]
+    rest = [lab for lab in sorted(set(labels)) if lab not in base]
+    colours = [c for i, c in enumerate(sns.color_palette("tab10")) if i != 3]  # red is ours'
+    style = {lab: dict(color=OURS_COLOURS[i % len(OURS_COLOURS)], lw=2.6, marker="*",
+                       ms=8, zorder=5) for i, lab in enumerate(base)}
+    style.update({lab: dict(color=colours[i % len(colours)], lw=1.5,
+                            marker=MARKERS[i % len(MARKERS)], ms=4.5, zorder=3)
+                  for i, lab in enumerate(rest)})
     return style
+
+
+def _members(groups: dict[str, str], fam: str, ours) -> list[str]:
+    """A family's methods, the ``ours`` name itself first."""
+    return sorted((m for m, g in groups.items() if g == fam), key=lambda m: (m != ours, m))
+
+
+def primary(groups: dict[str, str], ours="actune") -> str | None:
+    """The ours method drawn red, with a band: ``ours`` itself, else the first ours method."""
+    return next(iter(_members(groups, "ours", ours)), None)
+
+
+def method_styles(groups: dict[str, str], ours="actune") -> dict[str, dict]:
+    """Line style per method: family -> line style and palette, method -> marker and shade;
+    ours thick, red first, on top. ``groups`` is ``stats.plot_groups`` of the whole study, so
+    a method looks the same in every figure."""
+    style = {}
+    for fam in GROUP_ORDER:
+        members = _members(groups, fam, ours)
+        if not members:
+            continue
+        if fam == "ours":
+            for i, m in enumerate(members):
+                style[m] = dict(color=OURS_COLOURS[i % len(OURS_COLOURS)], ls="-",
+                                lw=2.8 if i == 0 else 2.0, marker="*P^v"[i % 4],
+                                ms=9 if i == 0 else 6, zorder=6 if i == 0 else 5)
+            continue
+        ls, pal = FAMILY_STYLE[fam]
+        for i, (m, colour) in enumerate(zip(members, _shades(pal, len(members)))):
+            style[m] = dict(color=colour, ls=ls, lw=1.4, marker=MARKERS[i % len(MARKERS)],
+                            ms=4.5, zorder=3)
+    return style
+
+
+def _shades(pal: str, n: int) -> list:
+    """n colours of a family: a sequential palette without its palest shade (hard to see on
+    white), or distinct hues without ours' red and orange and the AL blues."""
+    if pal == "colorblind":
+        cb = sns.color_palette("colorblind")
+        return ([cb[i] for i in (5, 6, 7, 9, 4, 8, 2)] * (n // 7 + 1))[:n]
+    if pal.endswith("_d"):
+        return sns.color_palette(pal, n + 1)[:n] if n > 1 else [sns.color_palette(pal, 3)[1]]
+    return sns.color_palette(pal, n)
 
 
 def save(fig, out_dir: str | Path, name: str) -> list[Path]:
@@ -51,32 +109,118 @@ def save(fig, out_dir: str | Path, name: str) -> list[Path]:
     return paths
 
 
-def _band(ax, c: pd.DataFrame, label: str, style: dict, scale=100.0) -> None:
+def _band(ax, c: pd.DataFrame, label: str, style: dict, scale=100.0, band=True) -> None:
     c = c.sort_values("n_labels")
     x, m, s = c["n_labels"].to_numpy(), scale * c["mean"].to_numpy(), \
         scale * c["std"].fillna(0).to_numpy()
     ax.plot(x, m, label=label, **style)
-    ax.fill_between(x, m - s, m + s, color=style["color"], alpha=0.15, lw=0)
+    if band:
+        ax.fill_between(x, m - s, m + s, color=style["color"], alpha=0.15, lw=0,
+                        zorder=style.get("zorder", 2) - 1)
+
+
+def _fit_ylim(ax, c: pd.DataFrame, scale=100.0) -> None:
+    """The y-range of the mean curves after round 0 (every method starts from the same labels
+    there); round 0 drops off the bottom, and a note at the bottom right gives its value."""
+    later = c[c["round"] >= 1]
+    if later.empty:
+        return
+    lo, hi = scale * later["mean"].min(), scale * later["mean"].max()
+    pad = max(0.08 * (hi - lo), 0.4)
+    ax.set_ylim(lo - pad, hi + pad)
+    first = scale * c.loc[c["round"] == 0, "mean"]
+    if len(first) and first.min() < lo - pad:
+        ax.text(0.98, 0.03, f"round 0: {first.min():.1f}" + (f"-{first.max():.1f}"
+                if first.max() - first.min() >= 0.05 else "") + "% (below)",
+                transform=ax.transAxes, fontsize=7, color="0.3", ha="right", va="bottom",
+                bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1), zorder=10)
+
+
+def _seeds(c: pd.DataFrame) -> str:
+    n = sorted(c["n"].dropna().astype(int).unique())
+    return f"{n[0]} seeds" if len(n) == 1 else f"{n[0]}-{n[-1]} seeds"
+
+
+def _row_legend(fig, axes_row, groups: dict[str, str]) -> None:
+    """One legend right of a row, its entries under family headings in ``GROUP_ORDER``."""
+    seen = {}
+    for ax in axes_row:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    if not seen:
+        return
+    handles, labels, heads = [], [], []
+    for fam in GROUP_ORDER:
+        mine = [lab for lab in seen if groups.get(lab.split(" (")[0]) == fam]
+        if not mine:
+            continue
+        heads.append(len(labels))
+        handles.append(Line2D([], [], ls="none"))
+        labels.append(stats.GROUPS[fam])
+        for lab in mine:
+            handles.append(seen[lab])
+            labels.append(lab)
+    visible = [ax for ax in axes_row if ax.axison]
+    leg = visible[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.03, 1.0),
+                             fontsize=7.5, frameon=False, handlelength=2.8, borderaxespad=0)
+    for i in heads:
+        leg.get_texts()[i].set_fontweight("bold")
+
+
+def _method_grid(c: pd.DataFrame, row_key: str, rows: list, groups: dict[str, str], ours,
+                 title: str, row_title=None, ylabel="test accuracy (%)"):
+    """Rows by ``row_key``, one column per dataset; a panel with no curve is not drawn."""
+    styles, main = method_styles(groups, ours), primary(groups, ours)
+    cols = sorted(c["dataset"].unique())
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(len(rows), len(cols), squeeze=False,
+                                 figsize=(3.3 * len(cols) + 2.0, 2.75 * len(rows)))
+    for i, r in enumerate(rows):
+        for j, ds in enumerate(cols):
+            ax = axes[i, j]
+            sub = c[(c[row_key] == r) & (c["dataset"] == ds)]
+            if sub.empty:
+                ax.axis("off")
+                continue
+            order = sorted(sub["method"].unique(),
+                           key=lambda m: (GROUP_ORDER.index(groups.get(m, "AL")), m))
+            for m in order:
+                g = sub[sub["method"] == m]
+                label = g["label"].iloc[0] if "label" in g else m
+                st = styles.get(m, dict(color="0.3", lw=1.2, marker="."))
+                _band(ax, g, label, st, band=m == main)
+            _fit_ylim(ax, sub)
+            ax.set_title(f"{ds} · {row_title(r, sub) if row_title else r}", fontsize=9)
+            ax.set_xlabel("number of labels", fontsize=8)
+            ax.set_ylabel(ylabel if j == 0 or not axes[i, j - 1].axison else "", fontsize=8)
+            ax.tick_params(labelsize=7.5)
+        _row_legend(fig, axes[i], groups)
+    band = f"; band: ± std of {main}" if (c["method"] == main).any() else ""
+    fig.suptitle(f"{title}  (mean of {_seeds(c)}{band})", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def _grid(curve_df: pd.DataFrame, row_key: str, rows, col_key: str, cols, ours, title: str,
           ylabel="test accuracy (%)", label_col="method"):
-    style = palette(curve_df["method"].unique(), ours)
+    """Panels of many labelled curves (sweep variants); a panel with no curve is not drawn."""
+    style = palette(curve_df[label_col].unique(), ours)
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 3.0 * len(rows)),
                              squeeze=False)
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             ax = axes[i, j]
             sub = curve_df[(curve_df[row_key] == r) & (curve_df[col_key] == c)]
+            if sub.empty:
+                ax.axis("off")
+                continue
             for lab, g in sub.groupby(label_col):
-                _band(ax, g, lab, style.get(g["method"].iloc[0], dict(color="k")))
-            ax.set_title(f"{c} - {SETTING_TITLES.get(r, r)}" if row_key == "setting"
-                         else f"{c} - {r}", fontsize=9)
+                _band(ax, g, lab, style[lab])
+            ax.set_title(f"{c} · {SETTING_TITLES.get(r, r)}" if row_key == "setting"
+                         else f"{c} · {r}", fontsize=9)
             ax.set_xlabel("number of labels")
             ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-            if sub.empty:
-                ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
     handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
@@ -89,66 +233,81 @@ def _grid(curve_df: pd.DataFrame, row_key: str, rows, col_key: str, cols, ours, 
 
 
 # ---------------------------------------------------------------------------------------------
-def fig1(df: pd.DataFrame, ours="actune", settings=MAIN_SETTINGS):
-    """Test accuracy vs labels per dataset; AL and SSAL rows; one line per method."""
-    d = df[df["setting"].isin(settings)]
+def fig1(df: pd.DataFrame, ours="actune", settings=MAIN_SETTINGS, groups=None):
+    """The paper's Fig. 1: a row per setting (AL, SSAL), a column per dataset; ours and the
+    baselines (ablations and plug-ins of ours are Fig. 5's)."""
+    groups = groups or stats.plot_groups(df, ours)
+    d = df[df["setting"].isin(settings)
+           & ~df["method"].map(groups).isin(["ablation", "plug-in"])]
     if d.empty:
         raise Skip(f"no runs in the {'/'.join(settings)} settings")
     rows = [s for s in settings if (d["setting"] == s).any()]
-    return _grid(stats.curves(d), "setting", rows, "dataset", sorted(d["dataset"].unique()),
-                 ours, "Fig. 1: active learning and semi-supervised active learning")
+    return _method_grid(stats.curves(d), "setting", rows, groups, ours,
+                        "Fig. 1: test accuracy against labels",
+                        row_title=lambda r, _: SETTING_TITLES.get(r, r))
 
 
-def fig2(df: pd.DataFrame, ours="actune", main_settings=MAIN_SETTINGS):
+def fig2(df: pd.DataFrame, ours="actune", main_settings=MAIN_SETTINGS, groups=None):
     """The weak-supervision setting: every setting that is not a main one (``weak``)."""
+    groups = groups or stats.plot_groups(df, ours)
     d = df[~df["setting"].isin(main_settings)]
     if d.empty:
         raise Skip("no runs outside the al/ssal settings (weak supervision)")
-    return _grid(stats.curves(d), "setting", sorted(d["setting"].unique()), "dataset",
-                 sorted(d["dataset"].unique()), ours, "Fig. 2: weakly-supervised setting")
+    return _method_grid(stats.curves(d), "setting", sorted(d["setting"].unique()), groups,
+                        ours, "Fig. 2: weakly-supervised setting",
+                        row_title=lambda r, _: SETTING_TITLES.get(r, r),
+                        ylabel="test accuracy (%)")
+
+
+FIG3_LEGEND = {stats.AL: "best active-learning baseline",
+               stats.ST: "best baseline using pseudo-labels\n(self-training or SSAL)"}
 
 
 def fig3(eff: pd.DataFrame):
-    """Labels needed by the best AL / self-training baseline to match ours (bars per dataset)."""
+    """Labels needed by the best AL / self-training baseline to match ours (bars per dataset);
+    the headline names ours, its setting and the savings (averaged only when they agree)."""
     if eff is None or eff.empty:
         raise Skip("needs an ours method in the ssal setting and baselines on the same dataset")
     datasets = sorted(eff["dataset"].unique())
     fams = [stats.AL, stats.ST]
-    fig, ax = plt.subplots(figsize=(2.0 + 2.2 * len(datasets), 3.4))
+    fig, ax = plt.subplots(figsize=(2.4 + 2.2 * len(datasets), 3.4))
     width = 0.27
-    colours = {"ours": "#d62728", stats.AL: "#1f77b4", stats.ST: "#2ca02c"}
+    colours = {"ours": "#d62728", stats.AL: sns.color_palette("Blues_d", 3)[1],
+               stats.ST: sns.color_palette("Greens_d", 3)[1]}
+    mine = eff["ours"].iloc[0]
+    setting = eff["ours_setting"].iloc[0] if "ours_setting" in eff else "ssal"
     for i, ds in enumerate(datasets):
         e = eff[eff["dataset"] == ds]
         ax.bar(i - width, e["ours_labels"].iloc[0], width, color=colours["ours"],
-               label=f"ours ({e['ours'].iloc[0]})" if i == 0 else None)
+               label=f"{mine} ({SETTING_SHORT.get(setting, setting)})" if i == 0 else None)
+        ax.text(i - width, e["ours_labels"].iloc[0], f"{e['ours_labels'].iloc[0]:.0f}",
+                ha="center", va="bottom", fontsize=7)
         for k, fam in enumerate(fams, start=0):
             r = e[e["family"] == fam]
             if r.empty:
                 continue
             r = r.iloc[0]
             x = i + k * width
+            where = SETTING_SHORT.get(r["setting"], r["setting"])
             if r["reached"]:
                 ax.bar(x, r["baseline_labels"], width, color=colours[fam],
-                       label=f"best {fam} baseline" if i == 0 else None)
-                txt = f"{r['baseline']}\n{r['saving_pct']:.0f}%"
+                       label=FIG3_LEGEND[fam] if i == 0 else None)
+                txt = f"{r['baseline']} ({where})\n{r['saving_pct']:+.0f}%"
                 ax.text(x, r["baseline_labels"], txt, ha="center", va="bottom", fontsize=7)
             else:  # hatched bar up to the last measured label count: a lower bound
                 ax.bar(x, r["baseline_max_labels"], width, color="white", edgecolor=colours[fam],
-                       hatch="//", label=f"best {fam} baseline" if i == 0 else None)
+                       hatch="//", label=FIG3_LEGEND[fam] if i == 0 else None)
                 ax.text(x, r["baseline_max_labels"],
-                        f"{r['baseline']}\n> {r['baseline_max_labels']:.0f}",
+                        f"{r['baseline']} ({where})\n> {r['baseline_max_labels']:.0f}",
                         ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(datasets)), datasets)
     ax.set_xlabel("dataset")
-    ax.set_ylabel("labels to reach ours' final accuracy")
-    saved = eff.loc[eff["reached"], "saving_pct"]
-    avg = f"average saving {saved.mean():.1f}% over {len(saved)} comparisons" if len(saved) \
-        else "no baseline reached ours' accuracy"
-    n_not = int((~eff["reached"]).sum())
-    ax.set_title(f"Fig. 3: label efficiency - {avg}"
-                 + (f"; {n_not} not reached (hatched: > labels run)" if n_not else ""), fontsize=9)
+    ax.set_ylabel(f"labels to reach {mine}'s\nfinal accuracy")
+    summary = textwrap.fill(f"saving vs the best baselines: {stats.saving_summary(eff)}", 75)
+    ax.set_title(f"Fig. 3: label efficiency of {mine} ({SETTING_SHORT.get(setting, setting)} "
+                 f"setting)\n{summary}", fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.margins(y=0.2)
+    ax.margins(y=0.22)
     fig.tight_layout()
     return fig
 
@@ -160,7 +319,7 @@ def fig4_params(final: pd.DataFrame, ours="actune"):
         raise Skip("no hyper-parameter sweep (runs of one method differing in config params)")
     params = sorted(pts["param"].unique())
     fig, axes = plt.subplots(1, len(params), figsize=(3.8 * len(params), 3.2), squeeze=False)
-    style = palette(pts["method"].unique(), ours)
+    style = palette(pts["method"].unique(), ours)  # one line per (dataset, method, setting)
     for ax, p in zip(axes[0], params):
         sub = pts[pts["param"] == p]
         for (m, ds, st), g in sub.groupby(["method", "dataset", "setting"]):
@@ -196,7 +355,7 @@ def _variants(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def fig4_pseudo(df: pd.DataFrame, ours="actune"):
+def fig4_pseudo(df: pd.DataFrame, ours="actune", groups=None):
     """Pseudo-label accuracy per round for ours methods and their variants (with / without the
     memory bank show up as separate methods or parameter values)."""
     is_ours = stats.ours_predicate(ours)
@@ -205,10 +364,15 @@ def fig4_pseudo(df: pd.DataFrame, ours="actune"):
         raise Skip("no pseudo-label accuracy recorded for an ours method")
     d = _variants(d)
     c = stats.curves(d, by=("variant", "method", "dataset", "setting"), metric="pseudo_acc")
+    title = "Fig. 4(c): pseudo-label accuracy of ours"
+    if (c["variant"] == c["method"]).all():  # no sweeps: the methods' own styles
+        groups = groups or stats.plot_groups(df, ours)
+        return _method_grid(c, "setting", sorted(c["setting"].unique()), groups, ours, title,
+                            row_title=lambda r, _: SETTING_TITLES.get(r, r),
+                            ylabel="pseudo-label accuracy (%)")
     return _grid(c, "setting", sorted(c["setting"].unique()), "dataset",
-                 sorted(c["dataset"].unique()), ours,
-                 "Fig. 4(c): pseudo-label accuracy", ylabel="pseudo-label accuracy (%)",
-                 label_col="variant")
+                 sorted(c["dataset"].unique()), ours, title,
+                 ylabel="pseudo-label accuracy (%)", label_col="variant")
 
 
 def fig4_curves(df: pd.DataFrame, ours="actune"):
@@ -237,24 +401,30 @@ def _prefer_setting(df: pd.DataFrame, order=("ssal", "al")) -> pd.DataFrame:
     return pd.concat(keep) if keep else df.iloc[:0]
 
 
-def fig5(df: pd.DataFrame, ours="actune"):
-    """(a) ours on top of other AL methods vs those methods alone; (b) ablations of ours."""
+def fig5(df: pd.DataFrame, ours="actune", groups=None):
+    """(a) ours on top of other methods (plug-ins, and ours with another uncertainty) against
+    those methods alone; (b) ablations of ours against the full method. Ours is read in the
+    SSAL setting and a baseline in the setting it ran in (AL first): each panel says which."""
     is_ours = stats.ours_predicate(ours)
+    groups = groups or stats.plot_groups(df, ours)
     pairs = stats.plugin_bases(df, ours)
     ours_m = sorted(m for m in df["method"].unique() if is_ours(m))
-    ablations = [m for m in ours_m if m not in pairs]
+    ablations = [m for m in ours_m if groups.get(m) == "ablation"]
     # the reference of an ablation ``x-no-y`` is the ours method ``x`` it is named after
-    full = [m for m in ours_m if any(str(a).startswith(str(m) + "-") for a in ablations)]
+    full = [m for m in ours_m if any(str(a).startswith(str(m) + "-") for a in ablations)
+            and m not in ablations]
     panels = {}
     if pairs:
-        panels["(a) ours on top of AL methods"] = sorted(set(pairs) | set(pairs.values()))
+        panels["(a) ours on top of other methods"] = sorted(set(pairs) | set(pairs.values()))
     if ablations and full:
         panels["(b) ablations"] = sorted(set(ablations) | set(full))
     if not panels:
         raise Skip("no ours-on-top-of-X pairs or ablation variants in the records")
     parts = []
     for name, methods in panels.items():
-        d = _prefer_setting(df[df["method"].isin(methods)])
+        d = pd.concat([_prefer_setting(df[df["method"] == m],
+                                       ("ssal", "al") if is_ours(m) else ("al", "ssal"))
+                       for m in methods])
         c = stats.curves(d)
         c["panel"] = name
         parts.append(c)
@@ -263,8 +433,16 @@ def fig5(df: pd.DataFrame, ours="actune"):
     c = c.groupby(["panel", "dataset"]).filter(lambda g: g["method"].nunique() > 1)
     if c.empty:
         raise Skip("pairs/ablations exist but never on the same dataset as their reference")
-    return _grid(c, "panel", list(dict.fromkeys(c["panel"])), "dataset",
-                 sorted(c["dataset"].unique()), ours, "Fig. 5: plug-in and ablations")
+    mixed = c.groupby(["panel", "dataset"])["setting"].transform("nunique") > 1
+    c["label"] = np.where(mixed, c["method"] + " (" + c["setting"].map(
+        lambda st: SETTING_SHORT.get(st, st)) + ")", c["method"])
+
+    def row_title(panel, sub):
+        sts = [SETTING_SHORT.get(st, st) for st in dict.fromkeys(
+            sub.sort_values("method", key=lambda m: ~m.map(is_ours))["setting"])]
+        return f"{panel}: {' vs '.join(sts)}" if len(sts) > 1 else f"{panel}, {sts[0]}"
+    return _method_grid(c, "panel", list(dict.fromkeys(c["panel"])), groups, ours,
+                        "Fig. 5: ours as a plug-in; ablations", row_title=row_title)
 
 
 # ---------------------------------------------------------------------------------------------

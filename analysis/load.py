@@ -127,6 +127,30 @@ def load_results(root: str | Path) -> Results:
     return res
 
 
+# What each problem line is, for the terminal's one-line summary (first match wins)
+PROBLEM_KINDS = (("corrupt line", "corrupt lines"), ("cut short", "corrupt lines"),
+                 (": failed (", "failed runs"), (": running (", "unfinished runs"),
+                 (": incomplete (", "unfinished runs"), ("unfinished run folders", "unfinished runs"),
+                 ("lacks", "records missing fields"), ("another config", "stale records"),
+                 ("different protocols", "mixed protocols"), (CONFIG, "unreadable configs"),
+                 ("left out until", "runs waiting for their seed (--complete-only)"))
+
+
+def problem_summary(res: Results) -> str:
+    """One line for the terminal: how many problems of each kind loading met."""
+    head = f"loaded {len(res.runs)} run folders, {len(res.rounds)} round records"
+    if not res.problems:
+        return f"{head}; no loading problems"
+    counts: dict[str, int] = {}
+    for p in res.problems:
+        kind = next((k for pat, k in PROBLEM_KINDS if pat in p), "other")
+        n = 1
+        if p[:1].isdigit():  # "3 unfinished run folders left out (--complete-only)"
+            n = int(p.split()[0])
+        counts[kind] = counts.get(kind, 0) + n
+    return f"{head}; problems: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+
+
 def complete_only(res: Results) -> Results:
     """The complete runs of the seeds every method has finished: while a study is still running,
     every curve then averages the same seeds from the first round to the last.

@@ -1,43 +1,30 @@
 """``python -m analysis report RESULTS_DIR --out REPORT_DIR``: every figure and table the
-results support, plus an index (Markdown and static HTML) of what was made, what was skipped
-and why, and every problem met while loading (unfinished runs, corrupt lines, mixed configs).
+results support, the flat table of every round (``rounds.csv``), and an index (``index.html``,
+a page with HTML tables and captioned figures, and ``index.md``) that opens with the problems
+met while loading and lists what was made, what was skipped and why.
+
+What the report holds is the declarative list ``ITEMS``: (name, caption, builder) entries whose
+builder takes the shared :class:`Context` and returns a matplotlib Figure or a DataFrame (or
+raises ``figures.Skip``). A new figure or table is one more entry (and, when it needs a new
+shared computation, one more ``Context`` property).
 """
 from __future__ import annotations
 
 import html
 import traceback
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from . import figures, stats, tables
-from .load import complete_only, load_results, main_view
+from .load import Results, complete_only, load_results, main_view, problem_summary
 
-
-@dataclass
-class Report:
-    out: Path
-    made: list[tuple[str, str, list[Path]]] = field(default_factory=list)   # (name, caption, files)
-    skipped: list[tuple[str, str]] = field(default_factory=list)            # (name, reason)
-
-    def figure(self, name: str, caption: str, build) -> None:
-        try:
-            fig = build()
-        except figures.Skip as why:
-            self.skipped.append((name, str(why)))
-            return
-        except Exception as exc:  # one broken figure must not cost the others
-            self.skipped.append((name, f"error: {exc!r}"))
-            traceback.print_exc()
-            return
-        self.made.append((name, caption, figures.save(fig, self.out / "figures", name)))
-
-    def table(self, name: str, caption: str, df: pd.DataFrame | None, reason: str) -> None:
-        if df is None or df.empty:
-            self.skipped.append((name, reason))
-            return
-        self.made.append((name, caption, tables.write(df, self.out / "tables", name, caption)))
+ROUNDS_CSV = "rounds.csv"
+LONG_TABLE = 30  # rows; longer tables are folded (a click opens them) so the page stays short
 
 
 def primary_ours(df: pd.DataFrame, ours, setting="ssal") -> str | None:
@@ -52,138 +39,351 @@ def primary_ours(df: pd.DataFrame, ours, setting="ssal") -> str | None:
     return d.groupby("method")["run"].nunique().idxmax()
 
 
+class Context:
+    """The loaded results and everything the builders share, each computed once when first
+    used: ``res`` is what the report covers (``--complete-only`` applied), ``loaded`` all."""
+
+    def __init__(self, loaded: Results, res: Results, ours="actune",
+                 family_map: dict | None = None, tsne: bool = True, out: Path = Path(".")):
+        self.loaded, self.res, self.ours, self.family_map = loaded, res, ours, family_map
+        self.tsne, self.out = tsne, out
+        self.df, self.runs = res.rounds, res.runs
+
+    @cached_property
+    def main(self) -> pd.DataFrame:
+        return main_view(self.df)
+
+    @cached_property
+    def final(self) -> pd.DataFrame:
+        return stats.final_rows(self.main, self.runs)
+
+    @cached_property
+    def all_final(self) -> pd.DataFrame:
+        return stats.final_rows(self.df, self.runs)
+
+    @cached_property
+    def fams(self) -> dict:
+        return stats.families(self.main, self.ours, self.family_map)
+
+    @cached_property
+    def groups(self) -> dict:
+        return stats.plot_groups(self.main, self.ours)
+
+    @cached_property
+    def curves(self) -> pd.DataFrame:
+        return stats.curves(self.main)
+
+    @cached_property
+    def ours_setting(self) -> str:
+        return "ssal" if (self.main["setting"] == "ssal").any() else "al"
+
+    @cached_property
+    def primary(self) -> str | None:
+        return primary_ours(self.main, self.ours, self.ours_setting)
+
+    @cached_property
+    def eff_all(self) -> pd.DataFrame:
+        effs = [stats.label_efficiency(self.curves, self.fams, m, self.ours_setting)
+                for m in sorted(m for m, f in self.fams.items() if f == stats.OURS)]
+        return pd.concat(effs, ignore_index=True) if effs else pd.DataFrame()
+
+    @cached_property
+    def eff(self) -> pd.DataFrame:
+        """Fig. 3's comparisons: the primary ours method against the best baselines."""
+        e = self.eff_all
+        return e[e["ours"] == self.primary] if len(e) else e
+
+    @cached_property
+    def tests_per_dataset(self) -> pd.DataFrame:
+        return stats.paired_tests(self.main, self.ours, by=("setting", "dataset"))
+
+    @cached_property
+    def tests(self) -> pd.DataFrame:
+        return stats.paired_tests(self.main, self.ours, by=("setting",))
+
+    @cached_property
+    def versus_best(self) -> pd.DataFrame:
+        mine = sorted({primary_ours(self.main, self.ours, st)
+                       for st in self.main["setting"].unique()} - {None})
+        return pd.concat([stats.versus_best(self.curves, m, self.ours) for m in mine]
+                         or [pd.DataFrame()], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One figure or table: ``build(ctx)`` returns a Figure or a DataFrame, or raises
+    ``figures.Skip``; an empty DataFrame is skipped with ``empty``."""
+    name: str
+    caption: str | Callable[[Context], str]
+    build: Callable[[Context], Figure | pd.DataFrame]
+    empty: str = "nothing to show"
+
+
+def _tsne(c: Context):
+    if not c.tsne:
+        raise figures.Skip("t-SNE turned off (--no-tsne)")
+    return figures.fig6(c.runs, c.ours, c.out / "cache", pairs=stats.plugin_bases(c.df, c.ours))
+
+
+def _accuracy(c: Context) -> pd.DataFrame:
+    t = c.tests_per_dataset
+    return tables.accuracy_table(c.final, ours=c.ours,
+                                 tests=t[t["ours"] == c.primary] if len(t) else None)
+
+
+def _fig3_caption(c: Context) -> str:
+    setting = c.eff["ours_setting"].iloc[0] if len(c.eff) else c.ours_setting
+    return (f"Labels the best active-learning and the best self-training baseline need to reach "
+            f"the final accuracy of {c.primary} ({setting} setting); ours' own count is where its "
+            "curve first reaches that accuracy. Saving = 1 - n_ours / n_baseline: "
+            f"{stats.saving_summary(c.eff)}.")
+
+
+NEEDS_PAIR = "needs an ours method and a baseline on shared seeds"
+ITEMS: list[Item] = [
+    Item("fig1_main", lambda c: "Test accuracy against the number of labels, as in the paper's "
+         "Fig. 1: the AL setting (labelled data only) above, SSAL (with unlabelled data) below, "
+         "a column per dataset; baselines grouped by family. Mean over seeds, band ± std of "
+         f"{c.primary}; the y-axis fits rounds >= 1 (round 0 is the initial labels every "
+         "method shares). Ablations and plug-ins of ours are in Fig. 5.",
+         lambda c: figures.fig1(c.main, c.ours, groups=c.groups)),
+    Item("fig2_weak", "Weak supervision: round 0 fine-tunes on the labelling rules' "
+         "majority votes, later rounds query clean labels",
+         lambda c: figures.fig2(c.main, c.ours, groups=c.groups)),
+    Item("fig3_label_efficiency", _fig3_caption, lambda c: figures.fig3(c.eff)),
+    Item("fig4_params", "Final accuracy against each swept hyper-parameter",
+         lambda c: figures.fig4_params(c.all_final, c.ours)),
+    Item("fig4_sweep_curves", "Accuracy curves of each swept configuration",
+         lambda c: figures.fig4_curves(c.df, c.ours)),
+    Item("fig4_pseudo_acc", "Pseudo-label accuracy of ours per round (against the hidden gold "
+         "labels; the ablation without the memory bank shows its effect)",
+         lambda c: figures.fig4_pseudo(c.df, c.ours)),
+    Item("fig5_plugin_ablation", "(a) Ours on top of other methods against those methods "
+         "alone; (b) ablations of ours against the full method. Each panel names the settings "
+         "its curves come from.", lambda c: figures.fig5(c.main, c.ours, groups=c.groups)),
+    Item("fig6_tsne", "t-SNE of pool features with the round-1 queries", _tsne),
+    Item("table_accuracy", lambda c: "Final-round test accuracy (%), mean ± std over seeds "
+         f"(runs); * {c.primary} significantly better than this baseline, † significantly "
+         "worse (paired t-test over seeds and rounds >= 1 of the setting and dataset, "
+         "p < 0.05)", _accuracy, "no complete run"),
+    Item("table_runtime", "Seconds per round of each selection phase (Table 3)",
+         lambda c: tables.runtime_table(c.main), "no timed selection"),
+    Item("table_wall_time", "Wall time: minutes per complete run, mean over seeds (runs); the "
+         "last row sums every complete run",
+         lambda c: tables.wall_time_table(c.loaded.rounds, c.loaded.runs), "no complete run"),
+    Item("table_ttest", "Paired t-tests, ours vs each baseline: pairs = same dataset, seed and "
+         "round >= 1; * p < 0.05; Holm across baselines",
+         lambda c: tables.ttest_table(c.tests), NEEDS_PAIR),
+    Item("table_ttest_per_dataset", "Paired t-tests per dataset (Holm within dataset)",
+         lambda c: tables.ttest_table(c.tests_per_dataset), NEEDS_PAIR),
+    Item("table_label_efficiency", "Label efficiency behind Fig. 3 (saving = 1 - n_ours / "
+         "n_baseline; 'not reached' rows are excluded from the summary)",
+         lambda c: tables.label_efficiency_table(c.eff_all),
+         "needs an ours method in the ssal setting and baselines on the same dataset"),
+    Item("table_vs_best", "Ours against the strongest baseline (highest mean accuracy over the "
+         "rounds; same setting and dataset): rounds ahead and margin in accuracy points",
+         lambda c: stats.wins_summary(c.versus_best),
+         "needs an ours method and a baseline in one setting"),
+    Item("table_vs_best_rounds", "Round by round: ours, the strongest baseline and the gap",
+         lambda c: c.versus_best, "needs an ours method and a baseline in one setting"),
+    Item("table_families", "Method families (pseudo-labels used => self-training)",
+         lambda c: pd.DataFrame(sorted(c.fams.items()), columns=["method", "family"])),
+]
+
+
+@dataclass
+class Made:
+    name: str
+    caption: str
+    files: list[Path]
+    table: pd.DataFrame | None = None   # what a table item showed (the HTML renders it)
+
+
+@dataclass
+class Report:
+    out: Path
+    made: list[Made] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (name, reason)
+    problems: str = ""                                              # the one-line summary
+
+    def skip(self, name: str, why: str) -> None:
+        """List ``name`` as skipped and remove what an earlier report wrote for it, so the
+        folder holds what the index lists."""
+        self.skipped.append((name, why))
+        for sub, exts in (("figures", ("png", "pdf")), ("tables", ("md", "tex", "csv"))):
+            for ext in exts:
+                (self.out / sub / f"{name}.{ext}").unlink(missing_ok=True)
+
+    def add(self, item: Item, ctx: Context) -> None:
+        try:
+            obj = item.build(ctx)
+            caption = item.caption(ctx) if callable(item.caption) else item.caption
+        except figures.Skip as why:
+            self.skip(item.name, str(why))
+            return
+        except Exception as exc:  # one broken item must not cost the others
+            self.skip(item.name, f"error: {exc!r}")
+            traceback.print_exc()
+            return
+        if isinstance(obj, Figure):
+            self.made.append(Made(item.name, caption,
+                                  figures.save(obj, self.out / "figures", item.name)))
+        elif obj is None or obj.empty:
+            self.skip(item.name, item.empty)
+        else:
+            self.made.append(Made(item.name, caption,
+                                  tables.write(obj, self.out / "tables", item.name, caption), obj))
+
+
 def build_report(results_dir, out, ours="actune", family_map: dict | None = None,
-                 tsne: bool = True, complete: bool = False) -> Report:
+                 tsne: bool = True, complete: bool = False, items=None) -> Report:
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     loaded = load_results(results_dir)
     res = complete_only(loaded) if complete else loaded
-    rep = Report(out)
-    df, runs = res.rounds, res.runs
-    if df.empty:
+    rep = Report(out, problems=problem_summary(res))
+    if len(loaded.rounds):
+        loaded.rounds.to_csv(out / ROUNDS_CSV, index=False)
+    ctx = Context(loaded, res, ours, family_map, tsne, out)
+    if res.rounds.empty:
         rep.skipped.append(("everything", f"no round records under {results_dir}"))
-        write_index(rep, res, ours)
-        return rep
-    main = main_view(df)
-    final = stats.final_rows(main, runs)
-    fams = stats.families(main, ours, family_map)
-
-    rep.figure("fig1_main", "Test accuracy vs number of labels, AL and SSAL settings",
-               lambda: figures.fig1(main, ours))
-    rep.figure("fig2_weak", "Weak-supervision setting", lambda: figures.fig2(main, ours))
-    curve_df = stats.curves(main)
-    ours_settings = "ssal" if (main["setting"] == "ssal").any() else "al"
-    effs = [stats.label_efficiency(curve_df, fams, m, ours_settings)
-            for m in sorted(m for m, f in fams.items() if f == stats.OURS)]
-    eff = pd.concat(effs, ignore_index=True) if effs else pd.DataFrame()
-    first = primary_ours(main, ours, ours_settings)
-    eff_first = eff[eff["ours"] == first] if len(eff) else eff
-    rep.figure("fig3_label_efficiency",
-               f"Labels the best AL / self-training baseline need to match {first}",
-               lambda: figures.fig3(eff_first))
-    all_final = stats.final_rows(df, runs)
-    rep.figure("fig4_params", "Final accuracy vs swept hyper-parameters",
-               lambda: figures.fig4_params(all_final, ours))
-    rep.figure("fig4_sweep_curves", "Accuracy curves of each swept configuration",
-               lambda: figures.fig4_curves(df, ours))
-    rep.figure("fig4_pseudo_acc", "Pseudo-label accuracy per round (with / without memory bank)",
-               lambda: figures.fig4_pseudo(df, ours))
-    rep.figure("fig5_plugin_ablation", "Ours on top of other AL methods; ablations",
-               lambda: figures.fig5(main, ours))
-    if tsne:
-        rep.figure("fig6_tsne", "t-SNE of pool features with the round-1 queries",
-                   lambda: figures.fig6(runs, ours, out / "cache",
-                                        pairs=stats.plugin_bases(df, ours)))
     else:
-        rep.skipped.append(("fig6_tsne", "t-SNE turned off (--no-tsne)"))
-
-    per_ds = stats.paired_tests(main, ours, by=("setting", "dataset"))
-    marked = primary_ours(main, ours, ours_settings)
-    rep.table("table_accuracy", "Final-round test accuracy (%), mean ± std over seeds (runs); "
-              f"* {marked} significantly better than this baseline, † significantly worse "
-              "(paired t-test over seeds and rounds >= 1 of the setting and dataset, p < 0.05)",
-              tables.accuracy_table(final, ours=ours, tests=per_ds[per_ds["ours"] == marked]
-                                    if len(per_ds) else None), "no complete run")
-    rep.table("table_runtime", "Seconds per round of each selection phase (Table 3)",
-              tables.runtime_table(main), "no timed selection")
-    rep.table("table_wall_time", "Wall time: minutes per complete run, mean over seeds (runs); "
-              "the last row sums every complete run",
-              tables.wall_time_table(loaded.rounds, loaded.runs),
-              "no complete run")
-    tests = stats.paired_tests(main, ours, by=("setting",))
-    rep.table("table_ttest", "Paired t-tests, ours vs each baseline: pairs = same dataset, seed "
-              "and round >= 1; * p < 0.05; Holm across baselines",
-              tables.ttest_table(tests), "needs an ours method and a baseline on shared seeds")
-    rep.table("table_ttest_per_dataset", "Paired t-tests per dataset (Holm within dataset)",
-              tables.ttest_table(per_ds), "needs an ours method and a baseline on shared seeds")
-    rep.table("table_label_efficiency", "Label efficiency behind Fig. 3 (saving = 1 - n_ours / "
-              "n_baseline; 'not reached' rows are excluded from the average)",
-              eff, "needs an ours method in the ssal setting and baselines on the same dataset")
-    vs = pd.concat([stats.versus_best(curve_df, m, ours) for m in
-                    sorted({primary_ours(main, ours, st) for st in main["setting"].unique()}
-                           - {None})] or [pd.DataFrame()], ignore_index=True)
-    rep.table("table_vs_best", "Ours against the strongest baseline (highest mean accuracy over "
-              "the rounds; same setting and dataset): rounds ahead and margin in accuracy points",
-              stats.wins_summary(vs), "needs an ours method and a baseline in one setting")
-    rep.table("table_vs_best_rounds", "Round by round: ours, the strongest baseline and the gap",
-              vs, "needs an ours method and a baseline in one setting")
-    fam = pd.DataFrame(sorted(fams.items()), columns=["method", "family"])
-    rep.table("table_families", "Method families (pseudo-labels used => self-training)", fam, "")
-    write_index(rep, res, ours, eff_first)
+        for item in ITEMS if items is None else items:
+            rep.add(item, ctx)
+    write_index(rep, res, ours, ctx.eff if len(res.rounds) else None)
     return rep
 
 
-def _summary(res) -> list[str]:
+# ---------------------------------------------------------------------------------------------
+def _summary(res) -> str:
     runs = res.runs
     if runs.empty:
-        return ["no run folders found"]
+        return "no run folders found"
     counts = runs["status"].value_counts().to_dict()
-    return [f"{len(runs)} run folders ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
-            f"{len(res.rounds)} round records, methods: {_names(runs['method'])}, "
-            f"datasets: {_names(runs['dataset'])}"]
+    return (f"{len(runs)} run folders ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
+            f"{len(res.rounds)} round records; methods: {_names(runs['method'])}; "
+            f"datasets: {_names(runs['dataset'])}")
 
 
 def _names(col: pd.Series) -> str:
     return ", ".join(sorted(col.dropna().astype(str).unique()))
 
 
+def _saving(eff: pd.DataFrame | None) -> str:
+    if eff is None or not len(eff):
+        return ""
+    setting = eff["ours_setting"].iloc[0] if "ours_setting" in eff else ""
+    return (f"Label saving of `{eff['ours'].iloc[0]}` vs the best baselines (Fig. 3"
+            + (f", {setting} setting" if setting else "") + f"): {stats.saving_summary(eff)}.")
+
+
+def _short(caption: str, n: int = 60) -> str:
+    """The caption's head for the contents: up to its first colon, semicolon or bracket."""
+    cut = min([i for i in (caption.find(s) for s in (": ", "; ", " (")) if i > 0] + [len(caption)])
+    head = caption[:cut]
+    return head if len(head) <= n else head[:n - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _rel(p: Path, out: Path) -> str:
+    return str(p.relative_to(out))
+
+
 def write_index(rep: Report, res, ours, eff: pd.DataFrame | None = None) -> None:
     out = rep.out
     out.mkdir(parents=True, exist_ok=True)
-    saving = ""
-    if eff is not None and len(eff) and eff["reached"].any():
-        s = eff.loc[eff["reached"], "saving_pct"]
-        saving = (f"Average label saving of `{eff['ours'].iloc[0]}` vs the best baselines "
-                  f"(Fig. 3): {s.mean():.1f}% over {len(s)} comparisons "
-                  f"({int((~eff['reached']).sum())} not reached).")
-    md = [f"# Report for `{res.root}`", "", *_summary(res), "", f"Ours: `{ours}`.", saving, "",
-          "## Made", ""]
-    for name, caption, files in rep.made:
-        links = ", ".join(f"[{p.suffix[1:]}]({p.relative_to(out)})" for p in files)
-        md.append(f"- **{name}**: {caption} ({links})")
-        if files[0].suffix == ".png":
-            md.append(f"\n  ![{name}]({files[0].relative_to(out)})\n")
-    md += ["", "## Skipped", ""] + [f"- **{n}**: {why}" for n, why in rep.skipped]
-    md += ["", "## Problems found while loading", ""] + \
-          ([f"- {p}" for p in res.problems] or ["- none"])
-    (out / "index.md").write_text("\n".join(md) + "\n")
+    saving = _saving(eff)
+    has_rounds = (out / ROUNDS_CSV).exists()
+    figs = [m for m in rep.made if m.table is None]
+    tabs = [m for m in rep.made if m.table is not None]
 
+    md = [f"# Report for `{res.root}`", "", _summary(res), "",
+          "## Problems found while loading", ""] + \
+         ([f"- {p}" for p in res.problems] or ["- none"])
+    md += ["", f"Ours: `{ours}`. {saving}".rstrip(), ""]
+    if has_rounds:
+        md += [f"Every round record: [`{ROUNDS_CSV}`]({ROUNDS_CSV}) (one row per run and round; "
+               "`analysis.load_results(DIR).rounds` in Python).", ""]
+    md += ["## Figures", ""]
+    for m in figs:
+        links = ", ".join(f"[{p.suffix[1:]}]({_rel(p, out)})" for p in m.files)
+        md += [f"- **{m.name}**: {m.caption} ({links})", "",
+               f"  ![{m.name}]({_rel(m.files[0], out)})", ""]
+    md += ["## Tables", ""]
+    for m in tabs:
+        links = ", ".join(f"[{p.suffix[1:]}]({_rel(p, out)})" for p in m.files)
+        md.append(f"- **{m.name}**: {m.caption} ({links})")
+    md += ["", "## Skipped", ""] + [f"- **{n}**: {why}" for n, why in rep.skipped]
+    (out / "index.md").write_text("\n".join(md) + "\n")
+    (out / "index.html").write_text(_html(rep, res, ours, saving, figs, tabs, has_rounds))
+
+
+CSS = """
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ color:#1d1d1f;max-width:1120px;margin:0 auto;padding:0 20px 48px}
+h1{font-size:1.55em;margin:.9em 0 .2em}h2{font-size:1.25em;border-bottom:1px solid #ddd;
+ padding-bottom:.2em;margin-top:1.8em}h3{font-size:1.02em;margin:1.4em 0 .3em}
+code{background:#f3f3f3;padding:0 .25em;border-radius:3px}
+.meta{color:#555}.box{border-left:4px solid #e0a020;background:#fff7e6;padding:.5em 1em;
+ margin:1em 0}.box.ok{border-color:#3a9a3a;background:#eff8ef}.box h2{border:0;margin:.2em 0;
+ font-size:1.05em}.box ul{margin:.3em 0;padding-left:1.2em}
+nav{display:flex;gap:2em;font-size:.92em}nav div{flex:1}nav ul{margin:.2em 0;padding-left:1.2em}
+nav span{color:#666}.caption{margin:.2em 0 .4em;max-width:1080px}
+figure{margin:1em 0 2em}figure img{display:block;max-width:100%;height:auto;
+ border:1px solid #eee}figcaption{font-size:.93em;margin-top:.45em}
+.files{font-size:.85em;color:#666}.files a{margin-right:.5em}
+.table{overflow-x:auto;margin:.3em 0 1.6em}
+table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{padding:3px 9px;border-bottom:1px solid #e6e6e6;text-align:left;vertical-align:top}
+th{background:#f5f5f7;font-weight:600;border-bottom:1px solid #ccc}
+td.num,th.num{text-align:right}tbody tr:hover{background:#f6f8ff}
+details>summary{cursor:pointer;color:#0a58ca;margin:.2em 0 .5em}
+pre{background:#f6f6f6;padding:.6em .8em;overflow-x:auto;font-size:13px}
+"""
+
+
+def _html(rep: Report, res, ours, saving: str, figs: list[Made], tabs: list[Made],
+          has_rounds: bool) -> str:
     e = html.escape
-    body = [f"<h1>Report for {e(str(res.root))}</h1>", *[f"<p>{e(s)}</p>" for s in _summary(res)],
-            f"<p>Ours: <code>{e(str(ours))}</code>. {e(saving)}</p>", "<h2>Made</h2>"]
-    for name, caption, files in rep.made:
-        body.append(f"<h3>{e(name)}</h3><p>{e(caption)} — "
-                    + " ".join(f'<a href="{e(str(p.relative_to(out)))}">{p.suffix[1:]}</a>'
-                               for p in files) + "</p>")
-        if files[0].suffix == ".png":
-            body.append(f'<img src="{e(str(files[0].relative_to(out)))}" style="max-width:100%">')
-        else:
-            body.append(f"<pre>{e(files[0].read_text())}</pre>")
+
+    def files(m: Made) -> str:
+        return '<div class="files">' + " ".join(
+            f'<a href="{e(_rel(p, rep.out))}">{p.suffix[1:]}</a>' for p in m.files) + "</div>"
+
+    problems = res.problems
+    body = [f"<h1>Report for <code>{e(str(res.root))}</code></h1>",
+            f'<p class="meta">{e(_summary(res))}</p>',
+            f'<section class="box{"" if problems else " ok"}" id="problems">'
+            f"<h2>Problems found while loading: {len(problems) or 'none'}</h2>"
+            + ("<ul>" + "".join(f"<li>{e(p)}</li>" for p in problems) + "</ul>" if problems
+               else "") + "</section>",
+            f"<p>Ours: <code>{e(str(ours))}</code>. "
+            + e(saving).replace("`", "") + "</p>"]
+    if has_rounds:
+        body.append(f'<p>Every round record: <a href="{ROUNDS_CSV}">{ROUNDS_CSV}</a> (one row per '
+                    "run and round), or in Python <code>analysis.load_results(DIR).rounds</code>."
+                    "</p>")
+    body.append("<nav>" + "".join(
+        f"<div><b>{head}</b><ul>" + "".join(f'<li><a href="#{e(m.name)}">{e(m.name)}</a> '
+                                            f"<span>{e(_short(m.caption))}</span></li>"
+                                            for m in made) + "</ul></div>"
+        for head, made in (("Figures", figs), ("Tables", tabs)) if made) + "</nav>")
+    body.append("<h2>Figures</h2>")
+    for m in figs:
+        body.append(f'<figure id="{e(m.name)}"><img src="{e(_rel(m.files[0], rep.out))}" '
+                    f'alt="{e(m.name)}"><figcaption><b>{e(m.name)}</b>: {e(m.caption)}'
+                    f"</figcaption>{files(m)}</figure>")
+    body.append("<h2>Tables</h2>")
+    for m in tabs:
+        table, rows = tables.to_html(m.table), len(m.table)
+        if rows > LONG_TABLE:
+            table = f"<details><summary>show all {rows} rows</summary>{table}</details>"
+        body.append(f'<section id="{e(m.name)}"><h3>{e(m.name)}</h3>'
+                    f'<p class="caption">{e(m.caption)}</p><div class="table">{table}</div>'
+                    f"{files(m)}</section>")
     body.append("<h2>Skipped</h2><ul>" + "".join(f"<li><b>{e(n)}</b>: {e(w)}</li>"
-                                                  for n, w in rep.skipped) + "</ul>")
-    body.append("<h2>Problems found while loading</h2><ul>"
-                + "".join(f"<li>{e(p)}</li>" for p in res.problems or ["none"]) + "</ul>")
-    (out / "index.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>actune-bench report</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{font-size:12px;"
-        "overflow-x:auto;background:#f6f6f6}</style></head><body>"
-        + "\n".join(body) + "</body></html>\n")
+                                                  for n, w in rep.skipped) + "</ul>"
+                if rep.skipped else "")
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>actune-bench report: {e(str(res.root))}</title><style>{CSS}</style>"
+            "</head><body>\n" + "\n".join(body) + "\n</body></html>\n")

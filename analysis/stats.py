@@ -40,6 +40,63 @@ def families(df: pd.DataFrame, ours="actune", mapping: dict[str, str] | None = N
     return out
 
 
+# How the figures group methods (a method's declared ``family``; see ``methods.base.Method``)
+GROUPS = {"ours": "ours", "AL": "active learning", "SSAL": "semi-supervised AL",
+          "ST": "self-training", "ablation": "ablations of ours", "plug-in": "ours as a plug-in"}
+
+
+def _declared_family(method: str) -> str:
+    try:
+        from methods import get_method
+        return getattr(get_method(method), "family", "") or ""
+    except Exception:  # a method this checkout does not know: judged from the records
+        return ""
+
+
+def plot_groups(df: pd.DataFrame, ours="actune") -> dict[str, str]:
+    """method -> a key of ``GROUPS``: the family the method declares, with ``ours`` deciding
+    what counts as ours. Methods that cannot be imported are judged from the records: a
+    baseline that used pseudo-labels is ST, else AL; an ours method whose name extends
+    another ours method's and that pairs with no baseline (``plugin_bases``) is an ablation."""
+    is_ours = ours_predicate(ours)
+    methods = sorted(df["method"].unique())
+    pseudo = df.groupby("method")["n_pseudo"].apply(lambda s: bool((s.fillna(0) > 0).any())) \
+        if "n_pseudo" in df else pd.Series(dtype=bool)
+    pairs = plugin_bases(df, ours) if "params_key" in df else {}
+    mine = [m for m in methods if is_ours(m)]
+    out = {}
+    for m in methods:
+        fam = _declared_family(m)
+        if is_ours(m):
+            if fam not in ("ablation", "plug-in"):
+                fam = "ours" if fam or m in pairs or not any(
+                    str(m).startswith(str(o) + "-") for o in mine) else "ablation"
+        elif fam not in ("AL", "SSAL", "ST"):
+            fam = "ST" if pseudo.get(m, False) else "AL"
+        out[m] = fam
+    return out
+
+
+def saving_summary(eff: pd.DataFrame) -> str:
+    """One honest line on Fig. 3's savings: their average when they agree in sign, else their
+    range and how many point each way (an average of +25% and -13% would hide the losses)."""
+    if eff is None or eff.empty:
+        return ""
+    hit = eff[eff["reached"]]
+    n_not = int((~eff["reached"]).sum())
+    tail = f"; {n_not} not reached" if n_not else ""
+    if hit.empty:
+        return f"no baseline reached the final accuracy{tail}"
+    s = hit["saving_pct"]
+    if (s > 0).all() or (s < 0).all() or len(s) == 1:
+        return f"average {s.mean():.1f}% over {len(s)} comparisons{tail}"
+    lo, hi = hit.loc[s.idxmin()], hit.loc[s.idxmax()]
+    return (f"from {lo['saving_pct']:+.0f}% ({lo['dataset']}, {lo['baseline']}) to "
+            f"{hi['saving_pct']:+.0f}% ({hi['dataset']}, {hi['baseline']}): "
+            f"{int((s > 0).sum())} of {len(s)} comparisons save labels, "
+            f"{int((s < 0).sum())} need more (signs differ: no average){tail}")
+
+
 def curves(df: pd.DataFrame, by=("method", "dataset", "setting"), metric="test_acc"
            ) -> pd.DataFrame:
     """Mean and sample std (ddof 1) of ``metric`` over seeds per round; x = mean label count."""
@@ -112,7 +169,8 @@ def label_efficiency(curve_df: pd.DataFrame, fams: dict[str, str], ours_method: 
                 continue
             _, m, st, gm = max(cands, key=lambda c: c[0])
             need = labels_to_reach(gm["n_labels"], gm["mean"], target)
-            rows.append(dict(dataset=ds, ours=ours_method, family=family, baseline=m, setting=st,
+            rows.append(dict(dataset=ds, ours=ours_method, ours_setting=ours_setting,
+                             family=family, baseline=m, setting=st,
                              target_acc=target, ours_labels=n_ours, baseline_labels=need,
                              baseline_max_labels=float(gm["n_labels"].max()), reached=need == need,
                              saving_pct=100 * (1 - n_ours / need) if need == need and need > 0

@@ -1,4 +1,4 @@
-"""The paper's tables as DataFrames, and writers for Markdown and LaTeX (no extra dependency).
+"""The paper's tables as DataFrames, and writers for Markdown, LaTeX, CSV and HTML.
 
 - final accuracy: mean +- std over seeds of each complete run's last round, method x dataset;
 - runtime (Table 3): seconds per round of each selection phase, averaged over rounds and seeds;
@@ -77,7 +77,9 @@ def wall_time_table(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 def runtime_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean seconds per round of each selection phase, per (dataset, method); the rows are the
-    rounds that ended with a selection (round 0's record carries no selection time)."""
+    rounds that ended with a selection (round 0's record carries no selection time). A method's
+    own sub-phases (region sampling, memory bank, MC dropout, ...) share one column, largest
+    first, so the table stays narrow however many methods time their own phases."""
     cols = [c for c in df.columns if c.startswith("time_")]
     if not cols or "time_select_total" not in df:
         return pd.DataFrame()
@@ -85,10 +87,15 @@ def runtime_table(df: pd.DataFrame) -> pd.DataFrame:
     if d.empty:
         return pd.DataFrame()
     extra = sorted(c[5:] for c in cols if c[5:] not in STANDARD_PHASES)
-    phases = [p for p in ("inference", "query") if f"time_{p}" in d] + extra + ["select_total"]
-    out = d.groupby(["dataset", "method"])[[f"time_{p}" for p in phases]].mean()
+    phases = [p for p in ("inference", "query") if f"time_{p}" in d] + ["select_total"]
+    g = d.groupby(["dataset", "method"])
+    out = g[[f"time_{p}" for p in phases]].mean()
     out.columns = phases
-    out["n_rounds"] = d.groupby(["dataset", "method"]).size()
+    own = g[[f"time_{p}" for p in extra]].mean()
+    out["query's sub-phases"] = [
+        ", ".join(f"{p[5:]} {_fmt(v)}" for p, v in row.dropna().sort_values(ascending=False).items())
+        or "–" for _, row in own.iterrows()] if extra else "–"
+    out["n_rounds"] = g.size()
     return out
 
 
@@ -103,6 +110,19 @@ def ttest_table(tests: pd.DataFrame) -> pd.DataFrame:
     t["sig_holm"] = np.where(t["significant_holm"], "*", "")
     keep = [c for c in t.columns if c not in ("significant", "significant_holm")]
     return t[keep]
+
+
+def label_efficiency_table(eff: pd.DataFrame) -> pd.DataFrame:
+    """The numbers behind Fig. 3 as people read them: label counts whole, accuracy and saving
+    in percent with one decimal."""
+    if eff.empty:
+        return eff
+    t = eff.copy()
+    t["target_acc"] = (100 * t["target_acc"]).round(1)
+    for col in ("ours_labels", "baseline_labels", "baseline_max_labels"):
+        t[col] = t[col].round(0)
+    t["saving_pct"] = t["saving_pct"].round(1)
+    return t.rename(columns={"target_acc": "target_acc_pct"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,11 +171,59 @@ def to_latex(df: pd.DataFrame, caption: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(df: pd.DataFrame, caption: str = "", table_id: str = "") -> str:
+    """An HTML ``<table>`` with the Markdown's cell texts: ``**best**`` in bold, numeric columns
+    right-aligned, a leading index column's repeats left blank (rows read as groups), and
+    headers that may wrap at ``_`` (narrow columns fit a normal window)."""
+    import html
+
+    head, rows = _flat(df)
+    n_index = 0 if isinstance(df.index, pd.RangeIndex) else df.index.nlevels
+    numeric = [bool(rows) and all(_is_number(r[j]) for r in rows) for j in range(len(head))]
+
+    def cell(text: str, j: int, tag="td") -> str:
+        t = html.escape(text)
+        if t.startswith("**") and "**" in t[2:]:
+            end = t.index("**", 2)
+            t = f"<strong>{t[2:end]}</strong>{t[end + 2:]}"
+        cls = ' class="num"' if numeric[j] else ""
+        return f"<{tag}{cls}>{t}</{tag}>"
+
+    out = [f'<table id="{html.escape(table_id)}">' if table_id else "<table>"]
+    if caption:
+        out.append(f"<caption>{html.escape(caption)}</caption>")
+    out.append("<thead><tr>" + "".join(
+        cell(h, j, "th").replace("_", "_<wbr>") for j, h in enumerate(head))
+        + "</tr></thead><tbody>")
+    previous: list[str] = []
+    for r in rows:
+        shown = list(r)
+        for j in range(min(n_index - 1, len(r))):  # blank a group label repeated from above
+            if previous[:j + 1] == r[:j + 1]:
+                shown[j] = ""
+        out.append("<tr>" + "".join(cell(v, j) for j, v in enumerate(shown)) + "</tr>")
+        previous = r
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _is_number(text: str) -> bool:
+    if text in ("–", ""):
+        return True
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def write(df: pd.DataFrame, out_dir: str | Path, name: str, caption: str = "") -> list[Path]:
-    """``name.md`` (with the caption as a heading) and ``name.tex``."""
+    """``name.md`` (with the caption as a heading), ``name.tex`` and ``name.csv`` (full
+    precision, for a spreadsheet or pandas)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    md, tex = out_dir / f"{name}.md", out_dir / f"{name}.tex"
+    md, tex, csv = (out_dir / f"{name}.{ext}" for ext in ("md", "tex", "csv"))
     md.write_text((f"**{caption}**\n\n" if caption else "") + to_markdown(df))
     tex.write_text(to_latex(df, caption))
-    return [md, tex]
+    (df if isinstance(df.index, pd.RangeIndex) else df.reset_index()).to_csv(csv, index=False)
+    return [md, tex, csv]

@@ -196,6 +196,7 @@ def _view_with_probs(view: RoundView, probs: torch.Tensor) -> RoundView:
 @register("actune")
 class ACTune(Method):
     """ACTUNE + Entropy with the probability-based memory bank (the paper's main variant)."""
+    family = "ours"
 
     params = dict(
         uncertainty="entropy",      # registered UncertaintyMethod giving a(x)
@@ -324,23 +325,31 @@ class ACTune(Method):
 # The paper's variants: registry entries that only change defaults
 # ----------------------------------------------------------------------------------------------
 
-def _variant(name: str, doc: str, **changes):
+def _variant(name: str, family: str, doc: str, **changes):
     cls = type(f"ACTune_{name.replace('-', '_')}", (ACTune,),
-               {"__doc__": doc, "params": {**ACTune.params, **changes}, "__module__": __name__})
+               {"__doc__": doc, "params": {**ACTune.params, **changes}, "__module__": __name__,
+                "family": family})
     return register(name)(cls)
 
 
-_variant("actune-cal", "ACTUNE + CAL with the value-based memory bank (paper B.5).",
+_variant("actune-cal", "ours",
+         "ACTUNE + CAL with the value-based memory bank (paper B.5).",
          uncertainty="cal", memory_bank="value")
-_variant("actune-value", "ACTUNE + Entropy with the value-based memory bank (Fig. 4d).",
+_variant("actune-value", "ablation",
+         "ACTUNE + Entropy with the value-based memory bank (Fig. 4d).",
          memory_bank="value")
-_variant("actune-no-rs", "Ablation w/o RS: query the b most uncertain points directly.",
+_variant("actune-no-rs", "ablation",
+         "Ablation w/o RS: query the b most uncertain points directly.",
          region_sampling=False)
-_variant("actune-no-mmb", "Ablation w/o MMB: self-train on the current round's predictions.",
+_variant("actune-no-mmb", "ablation",
+         "Ablation w/o MMB: self-train on the current round's predictions.",
          memory_bank="none")
-_variant("actune-no-wclus", "Ablation w/o WClus: plain (unweighted) K-means.",
+_variant("actune-no-wclus", "ablation",
+         "Ablation w/o WClus: plain (unweighted) K-means.",
          weighted_clustering=False)
-_variant("actune-badge", "Plug-in (Fig. 5a): BADGE queries; Entropy + memory bank pseudo-labels.",
+_variant("actune-badge", "plug-in",
+         "Plug-in (Fig. 5a): BADGE queries; Entropy + memory bank pseudo-labels.",
          query_method="badge")
-_variant("actune-alps", "Plug-in (Fig. 5a): ALPS queries; Entropy + memory bank pseudo-labels.",
+_variant("actune-alps", "plug-in",
+         "Plug-in (Fig. 5a): ALPS queries; Entropy + memory bank pseudo-labels.",
          query_method="alps")

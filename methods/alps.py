@@ -287,6 +287,7 @@ def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @register("alps")
 class ALPS(Method):
+    family = "AL"
     params = {"mask_fraction": 0.15, "kmeans_n_init": 10, "batch_size": 32,
               "head_fit_steps": 300, "head_fit_lr": 1e-3, "head_fit_batch_size": 32}
     cost = ("no classifier inference; one pre-trained MLM pass over the pool per run + k-means "

@@ -23,6 +23,7 @@ def uncertainty_method(name: str, dataset: str) -> UncertaintyMethod:
 
 @register("asst")
 class ASST(Method):
+    family = "SSAL"
     params = {"uncertainty": "entropy", "threshold": 0.9}
     settings = ("ssal", "weak")
     cost = "one inference pass + the uncertainty method's own cost"

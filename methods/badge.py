@@ -70,6 +70,7 @@ def kmeans_pp_factorised(q: torch.Tensor, h: torch.Tensor, k: int,
 
 @register("badge")
 class BADGE(Method):
+    family = "AL"
     cost = "one inference pass + k-means++ seeding on gradient embeddings, O(b n (C + d))"
 
     def select(self, view: RoundView) -> Selection:

@@ -16,6 +16,7 @@ from .registry import register
 
 @register("bald")
 class BALD(UncertaintyMethod):
+    family = "AL"
     params = {"passes": 10}
     cost = "T=10 dropout passes, ~16x one inference pass"
 

@@ -171,8 +171,12 @@ class Method:
 
     ``params`` may be overridden per dataset with ``dataset_params`` (e.g. the paper's Table 2)
     and per run with ``--set NAME=VALUE``. ``cost`` is a one-line note for ``list``.
+    ``family`` places the method in the figures: ``AL``, ``SSAL`` (queries + pseudo-labels),
+    ``ST`` (self-training on random labels), ``ours``, or ``ablation`` / ``plug-in`` (variants of
+    ours drawn in Fig. 5, not Fig. 1); empty = judged from the records.
     """
     name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
     params: ClassVar[dict] = {}
     dataset_params: ClassVar[dict[str, dict]] = {}
     settings: ClassVar[tuple[str, ...]] = ("al", "ssal", "weak")

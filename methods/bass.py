@@ -17,6 +17,7 @@ from .st import confident, pseudo_candidates
 
 @register("bass")
 class BASS(Method):
+    family = "SSAL"
     params = {"passes": 10, "threshold": 0.9}
     settings = ("ssal", "weak")
     cost = "T=10 dropout passes, ~16x one inference pass"

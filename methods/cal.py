@@ -56,6 +56,7 @@ def cal_scores(probs: torch.Tensor, features: torch.Tensor, ids: np.ndarray,
 
 @register("cal")
 class CAL(UncertaintyMethod):
+    family = "AL"
     params = {"k": 10}
     cost = "one inference pass + k-NN search over the labelled features"
 

@@ -22,6 +22,7 @@ from .st import pseudo_candidates
 
 @register("ceal")
 class CEAL(Method):
+    family = "SSAL"
     params = {"delta0": 0.05, "dr": 0.004}
     settings = ("ssal", "weak")
     cost = "one inference pass"

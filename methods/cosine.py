@@ -112,6 +112,7 @@ class CosineObjective(Objective):
 
 @register("cosine")
 class COSINE(Method):
+    family = "ST"
     params = {"xi": 0.6, "update_every": 50, "contrast_weight": 1.0, "confreg_weight": 0.1,
               "margin": 1.0, "lam": 1.0}
     settings = ("ssal", "weak")

@@ -8,5 +8,7 @@ from .registry import register
 
 @register("entropy")
 class Entropy(UncertaintyMethod):
+    family = "AL"
+
     def scores(self, view: RoundView, ids: np.ndarray) -> torch.Tensor:
         return entropy(view.probs[ids])

@@ -5,6 +5,7 @@ from .registry import register
 
 @register("random")
 class Random(Method):
+    family = "AL"
     cost = "no inference"
     needs_inference = False
 

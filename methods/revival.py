@@ -121,6 +121,7 @@ def boundary_distance(head: torch.nn.Module, features: torch.Tensor, steps: int 
 
 @register("revival")
 class REVIVAL(Method):
+    family = "SSAL"
     params = {"k": 10, "alpha": 0.99, "gamma": 3.0, "steps": 5, "overshoot": 0.02}
     settings = ("ssal", "weak")
     cost = "one inference pass + sparse kNN graph over the pool + head gradients"

@@ -45,6 +45,7 @@ def confident(probs: torch.Tensor, ids: np.ndarray, threshold: float
 
 @register("st")
 class SelfTraining(Method):
+    family = "ST"
     params = {"threshold": 0.9}
     settings = ("ssal", "weak")
     cost = "one inference pass"

@@ -40,6 +40,7 @@ def easy_sample(labels: np.ndarray, bald_scores: np.ndarray, per_class: int,
 
 @register("ust")
 class UST(Method):
+    family = "ST"
     params = {"passes": 10, "samples": 4096, "var_floor": 1e-3}
     settings = ("ssal", "weak")
     cost = "T=10 dropout passes, ~16x one inference pass"

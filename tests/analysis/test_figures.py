@@ -19,9 +19,9 @@ def _check(fig, tmp_path, name):
     assert axes
     drawn = [ax for ax in axes if ax.lines or ax.collections or ax.patches]
     assert drawn
-    for ax in axes:
-        assert ax.get_xlabel() and ax.get_ylabel()
-        assert ax in drawn or [t.get_text() for t in ax.texts] == ["no runs"]
+    for ax in axes:  # a panel without data is not drawn at all (no empty 0-1 axes)
+        assert ax.get_xlabel() and ax in drawn
+    assert any(ax.get_ylabel() for ax in axes)
     png, pdf = figures.save(fig, tmp_path, name)
     assert png.stat().st_size > 5000 and pdf.stat().st_size > 1000
 
@@ -31,12 +31,42 @@ def test_fig1_lines_per_method_and_panels(loaded, tmp_path):
     fig = figures.fig1(main)
     assert len(fig.axes) == 4  # (al, ssal) x (sst2, trec)
     labels = {line.get_label() for line in fig.axes[0].lines}
-    assert labels == set(main.loc[main["setting"] == "al", "method"])
+    # ours and the baselines; the ablation actune-no-mmb is Fig. 5's
+    assert labels == set(main.loc[main["setting"] == "al", "method"]) - {"actune-no-mmb"}
+    assert "actune-no-mmb" in {ln.get_label() for ax in figures.fig5(main).axes for ln in ax.lines}
     # the plotted mean is the mean over seeds
     line = next(ln for ln in fig.axes[0].lines if ln.get_label() == "actune")
     g = main[(main["method"] == "actune") & (main["setting"] == "al") & (main["dataset"] == "sst2")]
     assert line.get_ydata()[-1] == pytest.approx(100 * g[g["round"] == 3]["test_acc"].mean())
     _check(fig, tmp_path, "fig1")
+
+
+def test_fig1_styles_families_apart_and_emphasises_ours(loaded):
+    _, main = loaded
+    fig = figures.fig1(main)
+    ax = fig.axes[2]  # sst2, SSAL: ours, AL (cal, entropy, random) and ST (st)
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    assert lines["actune"].get_linewidth() >= 2 * lines["cal"].get_linewidth()
+    assert lines["actune"].get_zorder() > max(ln.get_zorder() for ln in ax.lines
+                                              if ln.get_label() != "actune")
+    assert lines["st"].get_linestyle() != lines["cal"].get_linestyle()   # another family
+    assert len({lines[m].get_marker() for m in ("cal", "entropy", "random")}) == 3
+    # a legend per row (right of its last panel), its entries under family headings
+    legend = [t.get_text() for t in fig.axes[3].get_legend().get_texts()]
+    assert legend.index("active learning") < legend.index("cal") < legend.index("self-training")
+    # the y-range fits rounds >= 1: round 0 (60%) lies below it, every later mean inside it
+    later = [y for ln in ax.lines for y in ln.get_ydata()[1:]]
+    lo, hi = ax.get_ylim()
+    assert lo > 60.0 and lo <= min(later) and hi >= max(later)
+
+
+def test_panels_without_runs_are_not_drawn(loaded, tmp_path):
+    res, _ = loaded
+    # pseudo-label accuracy exists for ssal on both datasets and weak on trec only
+    fig = figures.fig4_pseudo(res.rounds)
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert len(fig.axes) == 4 and len(shown) == 3
+    assert not any("no runs" in t.get_text() for ax in fig.axes for t in ax.texts)
 
 
 def test_fig2_weak(loaded, tmp_path):
@@ -74,9 +104,25 @@ def test_fig4(loaded, tmp_path):
 def test_fig5_pairs_and_ablations(loaded, tmp_path):
     _, main = loaded
     fig = figures.fig5(main)
-    titles = [ax.get_title() for ax in fig.axes]
-    assert any("(a)" in t for t in titles) and any("(b)" in t for t in titles)
+    titles = [ax.get_title() for ax in fig.axes if ax.axison]
+    # every panel says its setting: ours read in SSAL, its baselines in AL
+    assert "trec · (a) ours on top of other methods: SSAL vs AL" in titles
+    assert "trec · (b) ablations, SSAL" in titles
+    labels = {ln.get_label() for ax in fig.axes for ln in ax.lines}
+    assert {"actune-cal (SSAL)", "cal (AL)"} <= labels
     _check(fig, tmp_path, "fig5")
+
+
+def test_fig3_headline_names_the_setting_and_no_mixed_sign_average(loaded):
+    _, main = loaded
+    eff = stats.label_efficiency(stats.curves(main), stats.families(main), "actune")
+    eff.loc[:, ["reached", "baseline_labels"]] = [True, 1.0]
+    eff["saving_pct"] = [30.0, -10.0, 20.0, 10.0][:len(eff)]
+    title = figures.fig3(eff).axes[0].get_title()
+    assert "label efficiency of actune (SSAL setting)" in title
+    assert "average " not in title and "signs differ: no average" in title
+    eff["saving_pct"] = eff["saving_pct"].abs()
+    assert "average 17.5% over 4 comparisons" in figures.fig3(eff).axes[0].get_title()
 
 
 def test_fig6_tsne(loaded, tmp_path):

@@ -1,9 +1,11 @@
 """The one command: tables with known numbers, the index, and a real folder of smoke runs."""
+import pandas as pd
 import pytest
 from conftest import curve, write_run
 
+from analysis import load_results
 from analysis.__main__ import main as cli
-from analysis.report import build_report
+from analysis.report import ITEMS, build_report
 
 
 def test_report_on_synthetic(synthetic_results, tmp_path):
@@ -28,6 +30,18 @@ def test_report_on_synthetic(synthetic_results, tmp_path):
     # every synthetic run has 4 rounds of 2 s: 42 sst2 runs = 336 s, 52 trec runs = 416 s
     wall = (out / "tables" / "table_wall_time.md").read_text()
     assert "| all | total, hours (94 runs) | 0.09 | 0.12 |" in wall
+    # every table also as CSV, full precision, next to its Markdown and LaTeX
+    csv = pd.read_csv(out / "tables" / "table_accuracy.csv").set_index(["setting", "method"])
+    assert csv.loc[("ssal", "actune"), "sst2"] == "**82.00 ± 0.50** (3)"
+    ttest = pd.read_csv(out / "tables" / "table_ttest.csv")
+    assert {"p", "p_holm", "n_pairs"} <= set(ttest.columns)
+    # the flat table of every round, as load_results gives it, for pandas or a spreadsheet
+    rounds = pd.read_csv(out / "rounds.csv")
+    loaded = load_results(synthetic_results).rounds
+    assert len(rounds) == len(loaded) == 94 * 4
+    key = ["run", "round"]
+    assert rounds.sort_values(key)["test_acc"].tolist() == \
+        pytest.approx(loaded.sort_values(key)["test_acc"].tolist())
 
 
 def test_index_saving_is_fig3s_not_pooled_with_ablations(tmp_path):
@@ -39,8 +53,8 @@ def test_index_saving_is_fig3s_not_pooled_with_ablations(tmp_path):
     build_report(root, tmp_path / "report", tsne=False)
     # actune hits its 0.80 at 400 labels; cal and st (0.60 + 0.08 t) at t = 2.5 -> 350 labels:
     # saving 1 - 400/350. Pooling in actune-no-mmb (400 vs 225) would give -46.0% over 4.
-    assert "`actune` vs the best baselines (Fig. 3): -14.3% over 2 comparisons" in \
-        (tmp_path / "report" / "index.md").read_text()
+    assert ("`actune` vs the best baselines (Fig. 3, ssal setting): average -14.3% over 2 "
+            "comparisons") in (tmp_path / "report" / "index.md").read_text()
 
 
 def test_accuracy_table_marks_a_baseline_that_beats_ours():
@@ -54,6 +68,16 @@ def test_accuracy_table_marks_a_baseline_that_beats_ours():
     table = tables.accuracy_table(stats.final_rows(df), tests=tests)
     assert table.loc[("al", "entropy"), "trec"] == "**81.00 ± 1.00** (3) †"
     assert table.loc[("al", "actune"), "trec"] == "66.00 ± 1.00 (3)"
+
+
+def test_a_skipped_item_leaves_no_stale_file(synthetic_results, tmp_path):
+    out = tmp_path / "report"
+    build_report(synthetic_results, out)                    # t-SNE made
+    assert (out / "figures" / "fig6_tsne.png").exists()
+    rep = build_report(synthetic_results, out, tsne=False)  # now skipped: its files go
+    assert "fig6_tsne" in dict(rep.skipped)
+    assert not list((out / "figures").glob("fig6_tsne.*"))
+    assert (out / "figures" / "fig1_main.png").exists()
 
 
 def test_report_on_empty_folder(tmp_path):
@@ -77,7 +101,7 @@ def smoke_results(tmp_path, tiny_overrides, toy_data):
 
 def test_report_on_real_smoke_runs(smoke_results, tmp_path):
     rep = build_report(smoke_results, tmp_path / "report", ours=["entropy"])
-    made = {name for name, _, _ in rep.made}
+    made = {m.name for m in rep.made}
     assert {"fig1_main", "fig6_tsne", "table_accuracy", "table_runtime", "table_ttest"} <= made
     skipped = dict(rep.skipped)
     assert "fig2_weak" in skipped and "fig4_params" in skipped
@@ -85,3 +109,28 @@ def test_report_on_real_smoke_runs(smoke_results, tmp_path):
     assert '<img src="figures/fig1_main.png"' in index
     ttest = (tmp_path / "report" / "tables" / "table_ttest.md").read_text()
     assert "| al | entropy | random | 2 |" in ttest  # 1 seed x rounds 1-2
+
+
+def test_terminal_summary_of_loading_problems(tmp_path, capsys):
+    root = tmp_path / "results"
+    run = write_run(root, "entropy", "trec", "al", 0, [0.5, 0.6, 0.7, 0.8])
+    with open(run / "records.jsonl", "a") as f:
+        f.write('{"method": "entropy", "round": \n')          # a corrupt line
+    write_run(root, "entropy", "trec", "al", 1, [0.5, 0.6], done=False)   # still running
+    failed = write_run(root, "random", "trec", "al", 0, [0.5], done=False)
+    (failed / "checkpoint.pt").unlink()
+    (failed / "failed").write_text("Traceback ...")
+    assert cli(["report", str(root), "--out", str(tmp_path / "report"), "--no-tsne"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("loaded 3 run folders, 7 round records; problems: 1 corrupt lines, "
+                     "1 unfinished runs, 1 failed runs (listed at the top of the index)")
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert html.index("Problems found while loading: 3") < html.index("<h2>Figures</h2>")
+
+
+def test_items_are_a_declarative_list():
+    """Adding a figure or table to the report is one entry: (name, caption, builder)."""
+    names = [item.name for item in ITEMS]
+    assert len(names) == len(set(names))
+    assert names[:3] == ["fig1_main", "fig2_weak", "fig3_label_efficiency"]
+    assert all(callable(item.build) for item in ITEMS)

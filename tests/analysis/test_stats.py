@@ -157,3 +157,33 @@ def test_versus_the_strongest_baseline_counts_rounds_ahead_and_margins():
     assert (s["rounds_ahead"], s["rounds"]) == (2, 3)
     assert s["mean_margin_pts"] == pytest.approx(100 * 0.05 / 3)
     assert (s["min_margin_pts"], s["max_margin_pts"]) == pytest.approx((-1.0, 4.0))
+
+
+def test_saving_summary_averages_only_savings_of_one_sign():
+    eff = pd.DataFrame(dict(dataset=["sst2", "sst2", "trec", "trec"],
+                            baseline=["bald", "asst", "cal", "ceal"], reached=True,
+                            saving_pct=[-12.6, -7.4, 16.6, 25.4]))
+    # mean 5.5% would hide that ours needs more labels on sst2: the range is given instead
+    assert stats.saving_summary(eff) == (
+        "from -13% (sst2, bald) to +25% (trec, ceal): 2 of 4 comparisons save labels, "
+        "2 need more (signs differ: no average)")
+    trec = eff[eff["dataset"] == "trec"]
+    assert stats.saving_summary(trec) == "average 21.0% over 2 comparisons"  # (16.6 + 25.4) / 2
+    missed = pd.concat([trec, pd.DataFrame(dict(dataset=["x"], baseline=["y"], reached=[False],
+                                                saving_pct=[float("nan")]))])
+    assert stats.saving_summary(missed) == "average 21.0% over 2 comparisons; 1 not reached"
+
+
+def test_plot_groups_read_the_methods_declared_family():
+    df = pd.DataFrame(_rows("actune", [[0.5, 0.6]], n_pseudo=3)
+                      + _rows("actune-no-mmb", [[0.5, 0.6]], n_pseudo=3)
+                      + _rows("actune-badge", [[0.5, 0.6]], n_pseudo=3)
+                      + _rows("entropy", [[0.5, 0.6]]) + _rows("ceal", [[0.5, 0.6]], n_pseudo=3)
+                      + _rows("ust", [[0.5, 0.6]], n_pseudo=3)
+                      + _rows("my-own", [[0.5, 0.6]], n_pseudo=3))   # not registered
+    assert stats.plot_groups(df, "actune") == {
+        "actune": "ours", "actune-no-mmb": "ablation", "actune-badge": "plug-in",
+        "entropy": "AL", "ceal": "SSAL", "ust": "ST", "my-own": "ST"}
+    # --ours decides what is ours: with entropy as ours, ACTUNE's runs are baselines
+    groups = stats.plot_groups(df, ["entropy"])
+    assert groups["entropy"] == "ours" and groups["actune"] == "ST"
