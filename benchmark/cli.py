@@ -17,17 +17,49 @@ def subcommand(name: str, help: str):
     return add
 
 
+RUN_DESCRIPTION = """\
+Run one experiment: a method on a dataset for one seed and setting, round by round (round 0
+trains on the initial labels, rounds 1..T on what the method queried), writing records to a run
+folder under --out. A finished run is never recomputed; a killed one resumes after its last
+finished round. Without --preset the `cpu` preset runs: minutes per run on a 2-core CPU
+(about 5 for TREC); `--preset smoke` takes seconds on an idle machine."""
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True)
-    p.add_argument("--dataset", required=True, help="a registered name or a local folder/file")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--setting", default="al")
-    p.add_argument("--preset", default="cpu")
-    p.add_argument("--data-dir", default=None, help="folder with NAME/train.jsonl (or $ACTUNE_DATA)")
-    p.add_argument("--out", default="runs")
-    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda when present)")
+    from .data import DATASETS
+    from .presets import PRESETS
+    from .settings import SETTINGS
+
+    p.description = RUN_DESCRIPTION
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--method", required=True, metavar="NAME",
+                   help="the method to run (required); `python -m benchmark list` shows all, "
+                        "e.g. entropy, actune")
+    p.add_argument("--dataset", required=True, metavar="NAME|PATH",
+                   help=f"a registered dataset ({', '.join(DATASETS)}) or a local folder/file "
+                        "with text and label columns (required)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the pool sample, initial labels, model init and training "
+                        "(default: 0)")
+    p.add_argument("--setting", default="al", metavar="|".join(SETTINGS),
+                   help="; ".join(f"{n}: {s.description.split(':', 1)[-1].strip()}"
+                                  for n, s in SETTINGS.items()) + " (default: al)")
+    p.add_argument("--preset", default="cpu", metavar="|".join(PRESETS),
+                   help="protocol and training budget: cpu = MiniLM on a 2,000-text pool, "
+                        "minutes per run on a CPU; smoke = 30 + 2 x 30 labels, seconds; paper = "
+                        "the paper's protocol, for GPUs (default: cpu)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder holding NAME/train.jsonl for registered datasets (default: "
+                        "$ACTUNE_DATA, else the Hugging Face hub)")
+    p.add_argument("--out", default="runs", metavar="DIR",
+                   help="results folder; the run writes OUT/<method>_<dataset>_<setting>_s<seed>"
+                        "_<hash>/ (default: runs)")
+    p.add_argument("--device", default=None, metavar="cuda|cpu",
+                   help="where to train (default: cuda when present, else cpu)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a preset or method parameter, e.g. --set beta=0.1 --set rounds=3")
+                   help="override a preset key (rounds, budget, lr, backbone, threads, ...) or a "
+                        "method parameter (beta, ...); repeatable, e.g. --set rounds=3 --set "
+                        "threads=1 (default: none)")
 
 
 @subcommand("run", "run one (method, dataset, seed, setting) experiment")

@@ -9,14 +9,12 @@ random draw is seeded from (seed, round), never from a generator carried across 
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from methods import get_method
 from methods.base import Extras, PhaseTimer, RoundView, Selection
@@ -24,9 +22,10 @@ from methods.base import Extras, PhaseTimer, RoundView, Selection
 from .backbones import (build_classifier, compact_vocabulary, default_device, load_tokenizer,
                         mc_dropout_probs, predict, remap_tokens, tokenize)
 from .data import load_dataset
+from .progress import RunProgress
 from .results import RunStore
 from .settings import SETTINGS
-from .training import TrainSet, evaluate, fine_tune
+from .training import TrainSet, evaluate, fine_tune, training_steps
 
 
 def derive_seed(*keys) -> int:
@@ -52,8 +51,10 @@ class Run:
     """One (method, dataset, seed, setting, preset) run writing into its run folder."""
 
     def __init__(self, cfg: dict, out: str | Path, data_dir: str | None = None,
-                 device: str | torch.device | None = None, log=print):
-        self.cfg, self.log = cfg, log
+                 device: str | torch.device | None = None, log=print, stream=None):
+        """``log`` takes the per-round lines; ``stream`` (default stderr) shows the progress
+        bar when it is a terminal."""
+        self.cfg, self.log, self.stream = cfg, log, stream
         self.store = RunStore(out, cfg)
         self.device = torch.device(device) if device else default_device()
         self.setting = SETTINGS.get(cfg["setting"])
@@ -126,22 +127,34 @@ class Run:
             self.log(f"resuming after round {state['round']}")
         self.store.rewrite(state["records"])  # drop anything written after the checkpoint
         T = cfg["rounds"]
-        for t in range(state["round"] + 1, T + 1):
-            record, model = self._train_round(t, state)
-            if t < T:
-                self._select(t + 1, model, state)
-            state["round"] = t
-            state["records"].append(record)
-            state["method"] = self.method.state_dict()
-            self.store.save_checkpoint(state)
-            self.store.append(record)
-            self.log(f"round {t:2d}  labels {record['n_labels']:5d}  pseudo {record['n_pseudo']:5d}"
-                     f"  dev acc {record['dev_acc']:.4f}  test acc {record['test_acc']:.4f}"
-                     f"  ({record['time']['round']:.1f}s)")
+        progress = RunProgress(cfg, state["round"] + 1, len(state["labels"]),
+                               self.setting.allow_pseudo, self.stream)
+        try:
+            for t in range(state["round"] + 1, T + 1):
+                record, model = self._train_round(t, state, progress)
+                if t < T:
+                    self._select(t + 1, model, state)
+                state["round"] = t
+                state["records"].append(record)
+                state["method"] = self.method.state_dict()
+                self.store.save_checkpoint(state)
+                self.store.append(record)
+                progress.end_round(t, len(state["labels"]), self._pseudo_next(state))
+                progress.write(
+                    f"round {t:2d}/{T}  labels {record['n_labels']:5d}  pseudo "
+                    f"{record['n_pseudo']:5d}  dev acc {record['dev_acc']:.4f}  test acc "
+                    f"{record['test_acc']:.4f}  ({record['train']['steps']} steps, "
+                    f"{record['time']['round']:.1f}s; {progress.times()})", self.log)
+        finally:
+            progress.close()
         self.store.mark_done()
         return state["records"]
 
-    def _train_round(self, t: int, state: dict):
+    def _pseudo_next(self, state: dict) -> bool:
+        p = state["pseudo"]
+        return self.setting.allow_pseudo and p is not None and len(p["ids"]) > 0
+
+    def _train_round(self, t: int, state: dict, progress: RunProgress | None = None):
         cfg, seed = self.cfg, self.cfg["seed"]
         timer = PhaseTimer()
         start = time.perf_counter()
@@ -155,12 +168,13 @@ class Run:
         model = build_classifier(cfg["backbone"], self.data.num_classes,
                                  derive_seed(seed, t, "init"), cfg["dropout"], cfg["pooling"],
                                  self.vocab).to(self.device)
-        bar = tqdm(desc=f"round {t} training", leave=False, disable=not sys.stderr.isatty())
+        if progress is not None:
+            with_pseudo = pseudo is not None and len(pseudo) > 0
+            progress.start_round(t, training_steps(cfg, len(labelled), with_pseudo), with_pseudo)
         with timer("train"):
             info = fine_tune(model, labelled, self.dev_tokens, self.dev_y, cfg,
                              derive_seed(seed, t, "train"), self.pad_id, pseudo,
-                             self.method.objective(t, cfg["rounds"]), bar)
-        bar.close()
+                             self.method.objective(t, cfg["rounds"]), progress)
         with timer("eval"):
             dev = evaluate(model, self.dev_tokens, self.dev_y, self.pad_id,
                            cfg["eval_batch_size"], cfg["amp"])
@@ -245,5 +259,5 @@ class Run:
 
 
 def run_experiment(cfg: dict, out: str | Path, data_dir: str | None = None, device=None,
-                   log=print) -> list[dict]:
-    return Run(cfg, out, data_dir, device, log).run()
+                   log=print, stream=None) -> list[dict]:
+    return Run(cfg, out, data_dir, device, log, stream).run()

@@ -55,6 +55,16 @@ def _labels(data: TrainSet, idx: np.ndarray, device):
     return y.to(device), w.to(device), torch.as_tensor(data.ids[idx])
 
 
+def training_steps(cfg: dict, n_labelled: int, with_pseudo: bool) -> int:
+    """Steps of one round: ``epochs`` over the labels (at least ``min_steps``, at most
+    ``max_steps``), or ``st_steps`` when pseudo-labels join (paper B.4)."""
+    if with_pseudo:
+        return int(cfg["st_steps"])
+    steps = max(int(cfg["epochs"]) * math.ceil(n_labelled / cfg["batch_size"]),
+                int(cfg["min_steps"]))
+    return min(steps, int(cfg["max_steps"])) if cfg.get("max_steps") else steps
+
+
 def fine_tune(model: Classifier, labelled: TrainSet, dev_tokens: list, dev_y: np.ndarray,
               cfg: dict, seed: int, pad_id: int, pseudo: TrainSet | None = None,
               objective: Objective | None = None, progress=None) -> dict:
@@ -63,14 +73,9 @@ def fine_tune(model: Classifier, labelled: TrainSet, dev_tokens: list, dev_y: np
     objective = objective or Objective()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    per_epoch = math.ceil(len(labelled) / cfg["batch_size"])
-    steps = max(int(cfg["epochs"]) * per_epoch, int(cfg["min_steps"]))
-    if cfg.get("max_steps"):
-        steps = min(steps, int(cfg["max_steps"]))
-    if pseudo is not None and len(pseudo) > 0:
-        steps = int(cfg["st_steps"])  # the paper: a fixed 2000 steps for self-training (B.4)
-    else:
+    if pseudo is not None and len(pseudo) == 0:
         pseudo = None
+    steps = training_steps(cfg, len(labelled), pseudo is not None)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 else decay).append(p)
