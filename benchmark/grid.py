@@ -18,6 +18,7 @@ equal an uninterrupted run's.
 """
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -172,8 +173,10 @@ class CellJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict:
         from .loop import Run
 
+        # a cell logs its round lines, never a bar: parallel workers share one terminal
         run = Run(self.cfg, self.out, self.data_dir, self.device,
-                  log=lambda line: print(f"{run.store.path.name}: {line}", flush=True))
+                  log=lambda line: print(f"{run.store.path.name}: {line}", flush=True),
+                  stream=io.StringIO())
         run.store.path.mkdir(parents=True, exist_ok=True)
         write_json(run.store.path / ATTEMPT_FILE, {
             "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
