@@ -54,8 +54,8 @@ class Run:
     def __init__(self, cfg: dict, out: str | Path, data_dir: str | None = None,
                  device: str | torch.device | None = None, log=print):
         self.cfg, self.log = cfg, log
-        self.store = RunStore(out, cfg)
         self.device = torch.device(device) if device else default_device()
+        self.store = RunStore(out, cfg, self.device)
         self.setting = SETTINGS.get(cfg["setting"])
         self.method = get_method(cfg["method"])(**cfg["params"])
         self.data_dir = data_dir
