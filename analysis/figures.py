@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from . import stats  # noqa: E402
+from . import stats, uncertainty  # noqa: E402
 
 MAIN_SETTINGS = ("al", "ssal")
 SETTING_TITLES = {"al": "AL (labelled data only)", "ssal": "SSAL (with unlabelled data)"}
@@ -120,7 +120,8 @@ def fig3(eff: pd.DataFrame):
     for i, ds in enumerate(datasets):
         e = eff[eff["dataset"] == ds]
         ax.bar(i - width, e["ours_labels"].iloc[0], width, color=colours["ours"],
-               label=f"ours ({e['ours'].iloc[0]})" if i == 0 else None)
+               label=f"ours ({e['ours'].iloc[0]})" if i == 0 else None,
+               yerr=_ci_err(e.iloc[0], "ours_labels"), capsize=3, ecolor="0.25")
         for k, fam in enumerate(fams, start=0):
             r = e[e["family"] == fam]
             if r.empty:
@@ -129,9 +130,13 @@ def fig3(eff: pd.DataFrame):
             x = i + k * width
             if r["reached"]:
                 ax.bar(x, r["baseline_labels"], width, color=colours[fam],
-                       label=f"best {fam} baseline" if i == 0 else None)
+                       label=f"best {fam} baseline" if i == 0 else None,
+                       yerr=_ci_err(r, "baseline_labels", r["baseline_max_labels"]), capsize=3,
+                       ecolor="0.25")
                 txt = f"{r['baseline']}\n{r['saving_pct']:.0f}%"
-                ax.text(x, r["baseline_labels"], txt, ha="center", va="bottom", fontsize=7)
+                top = min(r.get("baseline_labels_hi", np.nan), r["baseline_max_labels"])
+                ax.text(x, np.nanmax([r["baseline_labels"], top]), txt, ha="center",
+                        va="bottom", fontsize=7)
             else:  # hatched bar up to the last measured label count: a lower bound
                 ax.bar(x, r["baseline_max_labels"], width, color="white", edgecolor=colours[fam],
                        hatch="//", label=f"best {fam} baseline" if i == 0 else None)
@@ -336,5 +341,45 @@ def fig6(runs: pd.DataFrame, ours="actune", cache_dir=None, pairs: dict | None =
         ax.set_yticks([])
     axes.flat[0].legend(fontsize=7, loc="best")
     fig.suptitle("Fig. 6: pool features (t-SNE), colour = gold class, black = queried", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _ci_err(row, col: str, cap: float = np.inf):
+    """Error bar of ``col`` from its ``_lo`` / ``_hi`` bootstrap ends (an open upper end is drawn
+    up to ``cap``, the labels run); None when the row has no interval."""
+    lo, hi = row.get(f"{col}_lo", np.nan), row.get(f"{col}_hi", np.nan)
+    if not (np.isfinite(lo) or np.isfinite(hi)):
+        return None
+    v = row[col]
+    return [[max(v - min(lo, cap), 0)], [max(min(hi, cap) - v, 0)]]
+
+
+def final_ci(ci: pd.DataFrame, ours="actune"):
+    """Final-round accuracy per method with bootstrap intervals over seeds, one panel per
+    setting and dataset (``uncertainty.final_ci``)."""
+    if ci is None or ci.empty:
+        raise Skip("no complete run")
+    panels = sorted(ci.groupby(["setting", "dataset"]).groups)
+    ncol = min(3, len(panels))
+    nrow = int(np.ceil(len(panels) / ncol))
+    height = max(2.2, 0.22 * ci.groupby(["setting", "dataset"]).size().max() + 0.8)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.8 * ncol, height * nrow), squeeze=False)
+    style = palette(ci["method"].unique(), ours)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (st, ds) in zip(axes.flat, panels):
+        g = ci[(ci["setting"] == st) & (ci["dataset"] == ds)].sort_values("mean")
+        for y, r in enumerate(g.itertuples()):
+            m, lo, hi = 100 * r.mean, 100 * r.ci_low, 100 * r.ci_high
+            err = [[m - lo], [hi - m]] if np.isfinite(lo) else None
+            ax.errorbar(m, y, xerr=err, fmt="o", capsize=3, color=style[r.method]["color"],
+                        ms=5 if style[r.method]["lw"] > 2 else 4)
+        ax.set_yticks(range(len(g)), g["method"], fontsize=8)
+        ax.set_title(f"{ds} - {SETTING_TITLES.get(st, st)}", fontsize=9)
+        ax.set_xlabel("final test accuracy (%)")
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(f"Final accuracy: mean over seeds, {uncertainty.CONFIDENCE:.0%} bootstrap "
+                 "interval", fontsize=10)
     fig.tight_layout()
     return fig

@@ -28,7 +28,9 @@ def accuracy_table(final: pd.DataFrame, metric="test_acc", ours="actune",
 
     With ``tests`` (:func:`stats.paired_tests` by setting and dataset, for one ours method) a
     baseline's cell carries ``*`` where ours is significantly better than it (paired over
-    seeds and rounds, p < 0.05) and ``†`` where it is significantly worse.
+    seeds and rounds, p < 0.05) and ``†`` where it is significantly worse; when the tests carry
+    ``uncertainty.resolve``'s verdict, ``~`` marks a difference below the minimal detectable
+    difference (unresolved: neither a win nor a loss, whatever its p-value).
     """
     if final.empty:
         return pd.DataFrame()
@@ -51,9 +53,24 @@ def accuracy_table(final: pd.DataFrame, metric="test_acc", ours="actune",
 def _significance_marks(tests: pd.DataFrame | None) -> dict:
     if tests is None or tests.empty:
         return {}
+    if "verdict" in tests:
+        mark = {"better": " *", "worse": " †", "unresolved": " ~"}
+        return {(r.setting, r.baseline, r.dataset): mark[r.verdict]
+                for r in tests.itertuples() if r.verdict in mark}
     sig = tests[tests["significant"]]
     return {(r.setting, r.baseline, r.dataset): (" *" if r.mean_diff > 0 else " †")
             for r in sig.itertuples()}
+
+
+def ci_table(ci: pd.DataFrame) -> pd.DataFrame:
+    """``uncertainty.final_ci`` as rows (setting, method) x dataset, cells ``mean [low, high]``
+    in percent with the run count."""
+    if ci is None or ci.empty:
+        return pd.DataFrame()
+    cells = ci.assign(cell=[f"{100 * m:.2f} [{100 * lo:.2f}, {100 * hi:.2f}] ({n})"
+                            for m, lo, hi, n in zip(ci["mean"], ci["ci_low"], ci["ci_high"],
+                                                    ci["n"])])
+    return cells.pivot(index=["setting", "method"], columns="dataset", values="cell").fillna("–")
 
 
 def wall_time_table(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -97,11 +114,12 @@ def ttest_table(tests: pd.DataFrame) -> pd.DataFrame:
     if tests.empty:
         return tests
     t = tests.copy()
-    for col in ("mean_ours", "mean_baseline", "mean_diff"):
-        t[col] = (100 * t[col]).round(2)
+    for col in ("mean_ours", "mean_baseline", "mean_diff", "mdd"):
+        if col in t:
+            t[col] = (100 * t[col]).round(2)
     t["sig"] = np.where(t["significant"], "*", "")
     t["sig_holm"] = np.where(t["significant_holm"], "*", "")
-    keep = [c for c in t.columns if c not in ("significant", "significant_holm")]
+    keep = [c for c in t.columns if c not in ("significant", "significant_holm", "resolved")]
     return t[keep]
 
 
@@ -131,7 +149,8 @@ def _tex(s: str) -> str:
     s = s.replace("\\", "\\textbackslash{}")
     for ch in "&%$#_{}":
         s = s.replace(ch, "\\" + ch)
-    s = s.replace("±", "$\\pm$").replace("–", "--").replace("†", "$^\\dagger$")
+    s = s.replace("~", "$\\sim$").replace("±", "$\\pm$").replace("–", "--") \
+        .replace("†", "$^\\dagger$")
     if s.startswith("**") and "**" in s[2:]:
         end = s.index("**", 2)
         s = "\\textbf{" + s[2:end] + "}" + s[end + 2:]
