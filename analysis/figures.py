@@ -355,7 +355,7 @@ def _ci_err(row, col: str, cap: float = np.inf):
     return [[max(v - min(lo, cap), 0)], [max(min(hi, cap) - v, 0)]]
 
 
-def final_ci(ci: pd.DataFrame, ours="actune"):
+def final_ci(ci: pd.DataFrame, ours):
     """Final-round accuracy per method with bootstrap intervals over seeds, one panel per
     setting and dataset (``uncertainty.final_ci``)."""
     if ci is None or ci.empty:
