@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from . import stats  # noqa: E402
+from . import stats, uncertainty  # noqa: E402
 
 MAIN_SETTINGS = ("al", "ssal")
 SETTING_TITLES = {"al": "AL (labelled data only)", "ssal": "SSAL (with unlabelled data)",
@@ -279,8 +279,10 @@ def fig3(eff: pd.DataFrame):
     for i, ds in enumerate(datasets):
         e = eff[eff["dataset"] == ds]
         ax.bar(i - width, e["ours_labels"].iloc[0], width, color=colours["ours"],
-               label=f"{mine} ({SETTING_SHORT.get(setting, setting)})" if i == 0 else None)
-        ax.text(i - width, e["ours_labels"].iloc[0], f"{e['ours_labels'].iloc[0]:.0f}",
+               label=f"{mine} ({SETTING_SHORT.get(setting, setting)})" if i == 0 else None,
+               yerr=_ci_err(e.iloc[0], "ours_labels"), capsize=3, ecolor="0.25")
+        ours_top = np.nanmax([e["ours_labels"].iloc[0], e.iloc[0].get("ours_labels_hi", np.nan)])
+        ax.text(i - width, ours_top, f"{e['ours_labels'].iloc[0]:.0f}",
                 ha="center", va="bottom", fontsize=7)
         for k, fam in enumerate(fams, start=0):
             r = e[e["family"] == fam]
@@ -291,9 +293,13 @@ def fig3(eff: pd.DataFrame):
             where = SETTING_SHORT.get(r["setting"], r["setting"])
             if r["reached"]:
                 ax.bar(x, r["baseline_labels"], width, color=colours[fam],
-                       label=FIG3_LEGEND[fam] if i == 0 else None)
+                       label=FIG3_LEGEND[fam] if i == 0 else None,
+                       yerr=_ci_err(r, "baseline_labels", r["baseline_max_labels"]), capsize=3,
+                       ecolor="0.25")
                 txt = f"{r['baseline']} ({where})\n{r['saving_pct']:+.0f}%"
-                ax.text(x, r["baseline_labels"], txt, ha="center", va="bottom", fontsize=7)
+                top = min(r.get("baseline_labels_hi", np.nan), r["baseline_max_labels"])
+                ax.text(x, np.nanmax([r["baseline_labels"], top]), txt, ha="center",
+                        va="bottom", fontsize=7)
             else:  # hatched bar up to the last measured label count: a lower bound
                 ax.bar(x, r["baseline_max_labels"], width, color="white", edgecolor=colours[fam],
                        hatch="//", label=FIG3_LEGEND[fam] if i == 0 else None)
@@ -514,5 +520,49 @@ def fig6(runs: pd.DataFrame, ours="actune", cache_dir=None, pairs: dict | None =
         ax.set_yticks([])
     axes.flat[0].legend(fontsize=7, loc="best")
     fig.suptitle("Fig. 6: pool features (t-SNE), colour = gold class, black = queried", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _ci_err(row, col: str, cap: float = np.inf):
+    """Error bar of ``col`` from its ``_lo`` / ``_hi`` bootstrap ends (an open upper end is drawn
+    up to ``cap``, the labels run); None when the row has no interval."""
+    lo, hi = row.get(f"{col}_lo", np.nan), row.get(f"{col}_hi", np.nan)
+    if not (np.isfinite(lo) or np.isfinite(hi)):
+        return None
+    v = row[col]
+    return [[max(v - min(lo, cap), 0)], [max(min(hi, cap) - v, 0)]]
+
+
+def final_ci(ci: pd.DataFrame, ours, groups=None):
+    """Final-round accuracy per method with bootstrap intervals over seeds, one panel per
+    setting and dataset (``uncertainty.final_ci``); with ``groups`` (``stats.plot_groups``)
+    each method keeps its Fig. 1 colour."""
+    if ci is None or ci.empty:
+        raise Skip("no complete run")
+    panels = sorted(ci.groupby(["setting", "dataset"]).groups)
+    ncol = min(3, len(panels))
+    nrow = int(np.ceil(len(panels) / ncol))
+    height = max(2.2, 0.22 * ci.groupby(["setting", "dataset"]).size().max() + 0.8)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.8 * ncol, height * nrow), squeeze=False)
+    style = palette(ci["method"].unique(), ours)
+    if groups:
+        style.update(method_styles(groups, ours))
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (st, ds) in zip(axes.flat, panels):
+        g = ci[(ci["setting"] == st) & (ci["dataset"] == ds)].sort_values("mean")
+        for y, r in enumerate(g.itertuples()):
+            m, lo, hi = 100 * r.mean, 100 * r.ci_low, 100 * r.ci_high
+            err = [[m - lo], [hi - m]] if np.isfinite(lo) else None
+            sty = style[r.method]
+            ax.errorbar(m, y, xerr=err, fmt=sty["marker"], capsize=3, color=sty["color"],
+                        ms=7 if sty["lw"] > 2 else 4.5)
+        ax.set_yticks(range(len(g)), g["method"], fontsize=8)
+        ax.set_title(f"{ds} - {SETTING_TITLES.get(st, st)}", fontsize=9)
+        ax.set_xlabel("final test accuracy (%)")
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(f"Final accuracy: mean over seeds, {uncertainty.CONFIDENCE:.0%} bootstrap "
+                 "interval", fontsize=10)
     fig.tight_layout()
     return fig

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.results import CHECKPOINT, CONFIG, DONE, FAILED, RECORDS, read_records
+from benchmark.device import describe
+from benchmark.results import CHECKPOINT, CONFIG, DONE, FAILED, META, RECORDS, read_records
 
 # Fields a round record must have for the analysis to use it (benchmark/loop.py writes them).
 REQUIRED = ("method", "dataset", "seed", "setting", "round", "n_labels", "test_acc")
@@ -22,6 +23,13 @@ NUMERIC = ("round", "n_labels", "n_train_labels", "n_queried", "n_pseudo", "pseu
            "dev_acc", "dev_f1", "test_acc", "test_f1")
 # Config keys that say who/what ran, or how fast/where, not the protocol shared by a comparison.
 NOT_PROTOCOL = ("method", "params", "seed", "threads", "data_dir", "save_features")
+# ...and the keys that only act after round 0 (round 0 trains a fresh model on the initial
+# labels, no pseudo-labels, whatever the method): cells agreeing on the rest share round 0.
+NOT_ROUND0 = NOT_PROTOCOL + ("setting", "preset", "rounds", "budget", "st_steps",
+                             "batch_size_unlabelled")
+# Round-0 record fields that are its outcome or name the cell, not the labels it started from.
+ROUND0_OUTCOME = ("dev_acc", "dev_f1", "test_acc", "test_f1", "time", "train", "method",
+                  "setting", "preset", "config_hash", "round")
 
 
 def _short_hash(obj) -> str:
@@ -47,6 +55,30 @@ def _read_config(folder: Path, problems: list[str]) -> dict:
     except ValueError as exc:
         problems.append(f"{folder.name}: unreadable {CONFIG} ({exc})")
         return {}
+
+
+def _device(folder: Path) -> str:
+    """The device a run computed on, in words (``benchmark.device.describe``); runs made before
+    meta.json carried a device say so, with the host they ran on."""
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError):
+        return "unknown device (no readable meta.json)"
+    if not isinstance(meta, dict):
+        return "unknown device (no readable meta.json)"
+    if isinstance(meta.get("device"), dict):
+        return describe(meta["device"])
+    return f"unknown device (meta.json predates device info; host {meta.get('host', '?')})"
+
+
+def _round0_key(cfg: dict, first: dict) -> str | None:
+    """Cells with equal keys must produce the same round-0 record: same dataset and seed, same
+    initial labels (the round-0 record's queried ids, label counts, weak-label facts) and same
+    config apart from what acts only after round 0."""
+    if not cfg or first.get("round") != 0:
+        return None
+    start = {k: v for k, v in first.items() if k not in ROUND0_OUTCOME}
+    return _short_hash([{k: v for k, v in cfg.items() if k not in NOT_ROUND0}, start])
 
 
 def _status(folder: Path) -> str:
@@ -92,7 +124,8 @@ def load_results(root: str | Path) -> Results:
             row = _flatten(rec)
             row.update(run=folder.name, path=str(folder), status=status,
                        params_key=json.dumps(params, sort_keys=True, default=str),
-                       protocol=_short_hash(protocol) if cfg else "unknown")
+                       protocol=_short_hash(protocol) if cfg else "unknown",
+                       test_size=cfg.get("test_size"))  # a cap: the noise model checks it
             row.update({f"param_{k}": v for k, v in params.items()
                         if isinstance(v, (int, float, str, bool)) or v is None})
             rows.append(row)
@@ -106,7 +139,10 @@ def load_results(root: str | Path) -> Results:
                          setting=cfg.get("setting", first.get("setting")),
                          seed=cfg.get("seed", first.get("seed")), preset=cfg.get("preset"),
                          params=params, n_records=kept, last_round=last_round,
-                         rounds=rounds_expected,
+                         rounds=rounds_expected, device=_device(folder),
+                         round0=_round0_key(cfg, first),
+                         round0_record=json.dumps({k: first.get(k) for k in ROUND0_OUTCOME[:4]})
+                         if first.get("round") == 0 else None,
                          features=(folder / "features_round1.npz").exists()))
         if status != "done":
             reached = f"{last_round}/{rounds_expected}" if rounds_expected else str(last_round)
@@ -124,6 +160,7 @@ def load_results(root: str | Path) -> Results:
             runs_df["rounds"].notna() & (runs_df["last_round"] >= runs_df["rounds"].fillna(1e9)))
     res = Results(df, runs_df, problems, root)
     problems.extend(mixed_configs(res))
+    problems.extend(round0_mismatches(runs_df))
     return res
 
 
@@ -200,6 +237,41 @@ def mixed_configs(res: Results) -> list[str]:
                        f"({', '.join(f'{p}: {n} runs' for p, n in counts.items())}); "
                        f"comparisons use the most common one ({counts.index[0]})")
     return out
+
+
+def round0_mismatches(runs: pd.DataFrame) -> list[str]:
+    """Per dataset and seed: cells that should share round 0 (same seed, initial labels and
+    round-0 config; any method or setting) but did not get the same round-0 record (its dev and
+    test accuracy and F1), naming the devices behind each variant. The usual cause is hardware:
+    another CPU type or GPU computes other floats from the same config."""
+    if runs.empty or "round0" not in runs:
+        return []
+    out = []
+    for (ds, seed, _), g in runs.dropna(subset=["round0"]).groupby(["dataset", "seed", "round0"]):
+        variants = g.groupby("round0_record")
+        if variants.ngroups < 2:
+            continue
+        records = {r: json.loads(r) for r in variants.groups}
+        differ = [k for k in ROUND0_OUTCOME[:4] if len({str(x[k]) for x in records.values()}) > 1]
+        parts = []
+        for rec, v in sorted(variants, key=lambda kv: -len(kv[1])):
+            values = ", ".join(f"{k.replace('_', ' ')} {_pct(records[rec][k])}" for k in differ)
+            counts = v["device"].value_counts()
+            devices = counts.index[0] if len(counts) == 1 else "; ".join(
+                f"{d} ({n})" for d, n in counts.items())
+            runs_named = f" ({', '.join(v['run'])})" if len(v) <= 2 else ""
+            parts.append(f"{values} in {len(v)} run{'s' if len(v) > 1 else ''}{runs_named} "
+                         f"on {devices}")
+        same = g["device"].nunique() == 1 and not g["device"].iloc[0].startswith("unknown")
+        out.append(f"{ds} seed {seed}: {len(g)} cells that share round 0 (same initial labels "
+                   f"and round-0 config) got {variants.ngroups} different round-0 records: "
+                   + "; ".join(parts) + ("; all on one device, so not a hardware difference"
+                                         if same else ""))
+    return out
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.3f}%" if isinstance(v, (int, float)) else str(v)
 
 
 def _default_params(method: str, dataset: str) -> dict | None:

@@ -28,7 +28,9 @@ def accuracy_table(final: pd.DataFrame, metric="test_acc", ours="actune",
 
     With ``tests`` (:func:`stats.paired_tests` by setting and dataset, for one ours method) a
     baseline's cell carries ``*`` where ours is significantly better than it (paired over
-    seeds and rounds, p < 0.05) and ``†`` where it is significantly worse.
+    seeds and rounds, p < 0.05) and ``†`` where it is significantly worse; when the tests carry
+    ``uncertainty.resolve``'s verdict, ``~`` marks a difference below the minimal detectable
+    difference (unresolved: neither a win nor a loss, whatever its p-value).
     """
     if final.empty:
         return pd.DataFrame()
@@ -51,9 +53,24 @@ def accuracy_table(final: pd.DataFrame, metric="test_acc", ours="actune",
 def _significance_marks(tests: pd.DataFrame | None) -> dict:
     if tests is None or tests.empty:
         return {}
+    if "verdict" in tests:
+        mark = {"better": " *", "worse": " †", "unresolved": " ~"}
+        return {(r.setting, r.baseline, r.dataset): mark[r.verdict]
+                for r in tests.itertuples() if r.verdict in mark}
     sig = tests[tests["significant"]]
     return {(r.setting, r.baseline, r.dataset): (" *" if r.mean_diff > 0 else " †")
             for r in sig.itertuples()}
+
+
+def ci_table(ci: pd.DataFrame) -> pd.DataFrame:
+    """``uncertainty.final_ci`` as rows (setting, method) x dataset, cells ``mean [low, high]``
+    in percent with the run count."""
+    if ci is None or ci.empty:
+        return pd.DataFrame()
+    cells = ci.assign(cell=[f"{100 * m:.2f} [{100 * lo:.2f}, {100 * hi:.2f}] ({n})"
+                            for m, lo, hi, n in zip(ci["mean"], ci["ci_low"], ci["ci_high"],
+                                                    ci["n"])])
+    return cells.pivot(index=["setting", "method"], columns="dataset", values="cell").fillna("–")
 
 
 def wall_time_table(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -104,24 +121,29 @@ def ttest_table(tests: pd.DataFrame) -> pd.DataFrame:
     if tests.empty:
         return tests
     t = tests.copy()
-    for col in ("mean_ours", "mean_baseline", "mean_diff"):
-        t[col] = (100 * t[col]).round(2)
+    for col in ("mean_ours", "mean_baseline", "mean_diff", "mdd"):
+        if col in t:
+            t[col] = (100 * t[col]).round(2)
     t["sig"] = np.where(t["significant"], "*", "")
     t["sig_holm"] = np.where(t["significant_holm"], "*", "")
-    keep = [c for c in t.columns if c not in ("significant", "significant_holm")]
+    keep = [c for c in t.columns if c not in ("significant", "significant_holm", "resolved")]
     return t[keep]
 
 
 def label_efficiency_table(eff: pd.DataFrame) -> pd.DataFrame:
     """The numbers behind Fig. 3 as people read them: label counts whole, accuracy and saving
-    in percent with one decimal."""
+    in percent with one decimal (bootstrap ends ``_lo`` / ``_hi`` alike)."""
     if eff.empty:
         return eff
     t = eff.copy()
     t["target_acc"] = (100 * t["target_acc"]).round(1)
     for col in ("ours_labels", "baseline_labels", "baseline_max_labels"):
-        t[col] = t[col].round(0)
-    t["saving_pct"] = t["saving_pct"].round(1)
+        for c in (col, f"{col}_lo", f"{col}_hi"):
+            if c in t:
+                t[c] = t[c].round(0)
+    for c in ("saving_pct", "saving_pct_lo", "saving_pct_hi"):
+        if c in t:
+            t[c] = t[c].round(1)
     return t.rename(columns={"target_acc": "target_acc_pct"})
 
 
@@ -151,7 +173,8 @@ def _tex(s: str) -> str:
     s = s.replace("\\", "\\textbackslash{}")
     for ch in "&%$#_{}":
         s = s.replace(ch, "\\" + ch)
-    s = s.replace("±", "$\\pm$").replace("–", "--").replace("†", "$^\\dagger$")
+    s = s.replace("~", "$\\sim$").replace("±", "$\\pm$").replace("–", "--") \
+        .replace("†", "$^\\dagger$")
     if s.startswith("**") and "**" in s[2:]:
         end = s.index("**", 2)
         s = "\\textbf{" + s[2:end] + "}" + s[end + 2:]
@@ -174,15 +197,16 @@ def to_latex(df: pd.DataFrame, caption: str = "") -> str:
 def to_html(df: pd.DataFrame, caption: str = "", table_id: str = "") -> str:
     """An HTML ``<table>`` with the Markdown's cell texts: ``**best**`` in bold, numeric columns
     right-aligned, a leading index column's repeats left blank (rows read as groups), and
-    headers that may wrap at ``_`` (narrow columns fit a normal window)."""
+    headers that may wrap at ``_`` (narrow columns fit a normal window). A column with
+    ``_lo`` and ``_hi`` partners (an interval) shows as one ``value [lo, hi]`` column."""
     import html
 
-    head, rows = _flat(df)
+    head, rows = _with_intervals(*_flat(df))
     n_index = 0 if isinstance(df.index, pd.RangeIndex) else df.index.nlevels
     numeric = [bool(rows) and all(_is_number(r[j]) for r in rows) for j in range(len(head))]
 
     def cell(text: str, j: int, tag="td") -> str:
-        t = html.escape(text)
+        t = html.escape(text).replace("\n", "<br>")  # an interval under its value
         if t.startswith("**") and "**" in t[2:]:
             end = t.index("**", 2)
             t = f"<strong>{t[2:end]}</strong>{t[end + 2:]}"
@@ -207,7 +231,29 @@ def to_html(df: pd.DataFrame, caption: str = "", table_id: str = "") -> str:
     return "\n".join(out)
 
 
+def _with_intervals(head: list[str], rows: list[list[str]]):
+    """Fold ``c_lo`` / ``c_hi`` into ``c``'s cells as ``value`` over ``[lo, hi]`` (the page's
+    view: the Markdown, LaTeX and CSV keep the three columns)."""
+    ends = {c: (head.index(f"{c}_lo"), head.index(f"{c}_hi")) for c in head
+            if f"{c}_lo" in head and f"{c}_hi" in head}
+    if not ends:
+        return head, rows
+    drop = {j for pair in ends.values() for j in pair}
+    at = {head.index(c): pair for c, pair in ends.items()}
+
+    def fold(r: list[str]) -> list[str]:
+        out = []
+        for j, v in enumerate(r):
+            if j in at and not (r[at[j][0]] == r[at[j][1]] == "–"):
+                v = f"{v}\n[{r[at[j][0]]},\u00a0{r[at[j][1]]}]"
+            if j not in drop:
+                out.append(v)
+        return out
+    return [h for j, h in enumerate(head) if j not in drop], [fold(r) for r in rows]
+
+
 def _is_number(text: str) -> bool:
+    text = text.replace("\n", " ").split(" [")[0]  # a value and its interval: as the value
     if text in ("–", ""):
         return True
     try:

@@ -55,8 +55,8 @@ class Run:
         """``log`` takes the per-round lines; ``stream`` (default stderr) shows the progress
         bar when it is a terminal."""
         self.cfg, self.log, self.stream = cfg, log, stream
-        self.store = RunStore(out, cfg)
         self.device = torch.device(device) if device else default_device()
+        self.store = RunStore(out, cfg, self.device)
         self.setting = SETTINGS.get(cfg["setting"])
         self.method = get_method(cfg["method"])(**cfg["params"])
         self.data_dir = data_dir

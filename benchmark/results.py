@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .config import config_hash, run_name
+from .device import device_info
 
 RECORDS, CONFIG, META, CHECKPOINT, DONE, FAILED = (
     "records.jsonl", "config.json", "meta.json", "checkpoint.pt", "done", "failed")
@@ -62,7 +63,8 @@ def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
     return records, problems
 
 
-def environment() -> dict:
+def environment(cfg: dict | None = None, device=None) -> dict:
+    """Package versions, commit, host and the device the run computes on (``device_info``)."""
     import importlib.metadata as md
 
     versions = {}
@@ -78,12 +80,13 @@ def environment() -> dict:
         commit = None
     return {"versions": versions, "git_commit": commit, "python": platform.python_version(),
             "host": platform.node(), "cuda": torch.cuda.is_available(),
+            "device": device_info(device, cfg),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 class RunStore:
-    def __init__(self, out: str | Path, cfg: dict):
-        self.cfg = cfg
+    def __init__(self, out: str | Path, cfg: dict, device=None):
+        self.cfg, self.device = cfg, device
         self.hash = config_hash(cfg)
         self.path = Path(out) / run_name(cfg)
 
@@ -99,7 +102,7 @@ class RunStore:
             if old not in (None, self.hash):
                 raise ConfigMismatch(f"{self.path} holds config {old}, not {self.hash}")
         write_json(cfg_file, {"config_hash": self.hash, "config": self.cfg})
-        write_json(self.path / META, environment())
+        write_json(self.path / META, environment(self.cfg, self.device))
         return self
 
     # records ------------------------------------------------------------------------------

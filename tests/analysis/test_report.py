@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from conftest import curve, write_run
 
-from analysis import load_results
+from analysis import load_results, tables
 from analysis.__main__ import main as cli
 from analysis.report import ITEMS, build_report
 
@@ -134,3 +134,36 @@ def test_items_are_a_declarative_list():
     assert len(names) == len(set(names))
     assert names[:3] == ["fig1_main", "fig2_weak", "fig3_label_efficiency"]
     assert all(callable(item.build) for item in ITEMS)
+
+
+def test_what_the_study_can_resolve_on_the_page(synthetic_results, tmp_path):
+    """Issue 21's outputs are report items with captions, its index section an HTML table."""
+    out = tmp_path / "report"
+    rep = build_report(synthetic_results, out, tsne=False)
+    made = {m.name: m for m in rep.made}
+    assert {"table_final_ci", "fig_final_ci", "table_noise"} <= set(made)
+    for name in ("table_accuracy", "table_vs_best", "table_noise"):
+        assert "MDD, the smallest difference" in made[name].caption
+    assert "bootstrap" in made["fig3_label_efficiency"].caption
+    page = (out / "index.html").read_text()
+    section = page[page.index('<section id="resolution">'):]
+    section = section[:section.index("</section>")]
+    assert "<table>" in section and "seeds_<wbr>needed" in section and "<pre>" not in page
+    assert "## What the study can resolve" in (out / "index.md").read_text()
+    # label efficiency: _lo/_hi columns in its files, folded under the value on the page
+    eff = pd.read_csv(out / "tables" / "table_label_efficiency.csv")
+    assert {"ours_labels_lo", "ours_labels_hi", "saving_pct_lo", "saving_pct_hi"} <= set(eff)
+    assert (eff["ours_labels_lo"] <= eff["ours_labels"]).all()
+    assert (eff["ours_labels"] <= eff["ours_labels_hi"]).all()
+    shown = tables.to_html(made["table_label_efficiency"].table)
+    assert "labels_<wbr>lo" not in shown and "<br>[" in shown
+
+
+def test_html_table_folds_an_interval_under_its_value():
+    from analysis.tables import to_html
+    df = pd.DataFrame(dict(method=["a", "b"], acc=[81.0, 79.5], acc_lo=[80.0, float("nan")],
+                           acc_hi=[82.5, float("nan")]))
+    page = to_html(df)
+    assert "acc_<wbr>lo" not in page and "acc_<wbr>hi" not in page
+    assert '<td class="num">81<br>[80,\xa082.5]</td>' in page   # right-aligned as a number
+    assert '<td class="num">79.5</td>' in page                   # no interval: the value alone

@@ -18,6 +18,7 @@ CHECK = """JSON.stringify({
   images: Array.from(document.images).map(i => ({src: i.getAttribute('src'),
                                                  loaded: i.complete && i.naturalWidth > 0})),
   tables: document.querySelectorAll('table').length,
+  resolution_tables: document.querySelectorAll('#resolution table').length,
   pipe_text: Array.from(document.querySelectorAll('pre, p, div.table'))
                   .filter(e => e.textContent.includes('|---')).length,
   pre: document.querySelectorAll('pre').length,
@@ -58,7 +59,8 @@ def test_index_html_renders_every_image_and_html_tables(synthetic_results, tmp_p
     assert [i["src"] for i in page["images"]] == \
         [str(m.files[0].relative_to(rep.out)) for m in figures]
     assert all(i["loaded"] for i in page["images"]), page["images"]
-    assert page["tables"] == len(tables)                # every table an HTML table
+    assert page["resolution_tables"] == 1               # "What the study can resolve"
+    assert page["tables"] == len(tables) + 1            # every table an HTML table
     assert page["pre"] == 0 and page["pipe_text"] == 0  # no Markdown pipes left on the page
     assert page["captions"] == 0                        # every figure has its caption
     assert page["problems_first"]
