@@ -24,6 +24,10 @@ def main(argv=None) -> int:
                    help="leave out unfinished runs and the seeds some method has not finished "
                         "(a study still running: like-for-like seeds)")
     args = parser.parse_args(argv)
+    problem = _bad_arguments(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     from .report import build_report
 
@@ -37,6 +41,22 @@ def main(argv=None) -> int:
     for name, why in rep.skipped:
         print(f"  skipped {name}: {why}")
     return 0
+
+
+def _bad_arguments(args) -> str | None:
+    """One line for arguments that cannot give a report, checked before any work."""
+    from pathlib import Path
+
+    from .stats import AL, ST
+
+    if not Path(args.results).is_dir():
+        return f"results folder {args.results!r} does not exist"
+    for item in args.family:
+        method, _, family = item.partition("=")
+        if not method or family not in (AL, ST):
+            return (f"--family expects METHOD=FAMILY with FAMILY {AL!r} or {ST!r}, "
+                    f"got {item!r}")
+    return None
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.device import describe
-from benchmark.results import CHECKPOINT, CONFIG, DONE, FAILED, META, RECORDS, read_records
+from benchmark.results import (CHECKPOINT, CONFIG, DONE, FAILED, META, RECORDS, duplicate_rounds,
+                               missing_rounds, read_records)
 
 # Fields a round record must have for the analysis to use it (benchmark/loop.py writes them).
 REQUIRED = ("method", "dataset", "seed", "setting", "round", "n_labels", "test_acc")
@@ -108,6 +109,17 @@ def load_results(root: str | Path) -> Results:
         records, bad = read_records(folder)
         problems.extend(bad)
         status = _status(folder)
+        repeated = duplicate_rounds(records)
+        if repeated:  # two writers, or a round written twice: the last record of each is kept
+            problems.append(f"{folder.name}: round(s) {', '.join(map(str, repeated))} recorded "
+                            "more than once; the last record of each is used")
+        lost = missing_rounds(records, cfg["rounds"]) if isinstance(cfg.get("rounds"), int) \
+            else []
+        if status == "done" and (lost or repeated):
+            status = "damaged"
+            problems.append(f"{folder.name}: marked done but damaged"
+                            + (f" (round(s) {', '.join(map(str, lost))} missing)" if lost else "")
+                            + "; `python -m benchmark run` with its config recomputes it")
         params = cfg.get("params", {}) or {}
         protocol = {k: v for k, v in cfg.items() if k not in NOT_PROTOCOL}
         kept = 0
@@ -144,7 +156,7 @@ def load_results(root: str | Path) -> Results:
                          round0_record=json.dumps({k: first.get(k) for k in ROUND0_OUTCOME[:4]})
                          if first.get("round") == 0 else None,
                          features=(folder / "features_round1.npz").exists()))
-        if status != "done":
+        if status not in ("done", "damaged"):
             reached = f"{last_round}/{rounds_expected}" if rounds_expected else str(last_round)
             problems.append(f"{folder.name}: {status} (rounds reached {reached}); "
                             "its rounds are plotted, it is left out of final-round tables")
@@ -157,7 +169,8 @@ def load_results(root: str | Path) -> Results:
     runs_df = pd.DataFrame(runs)
     if len(runs_df):
         runs_df["complete"] = runs_df["status"].eq("done") | (
-            runs_df["rounds"].notna() & (runs_df["last_round"] >= runs_df["rounds"].fillna(1e9)))
+            runs_df["status"].ne("damaged") & runs_df["rounds"].notna()
+            & (runs_df["last_round"] >= runs_df["rounds"].fillna(1e9)))
     res = Results(df, runs_df, problems, root)
     problems.extend(mixed_configs(res))
     problems.extend(round0_mismatches(runs_df))

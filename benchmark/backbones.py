@@ -41,6 +41,45 @@ def resolve_backbone(name: str) -> str:
     return os.path.expanduser(name) if os.path.isdir(os.path.expanduser(name)) else name
 
 
+def check_backbone(name: str) -> None:
+    """Fail at once for a backbone that cannot be loaded: an alias, a model folder, a hub model
+    in the local cache, or (online) a model the hub has; offline, name the aliases."""
+    from .config import ConfigError
+
+    if name in ALIASES:
+        return
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "config.json")):
+            raise ConfigError(f"backbone folder {name!r} holds no config.json (not a Hugging "
+                              "Face model folder)")
+        return
+    aliases = ", ".join(sorted(ALIASES))
+    if name.startswith(("/", ".", "~")):
+        raise ConfigError(f"backbone folder {name!r} does not exist (aliases: {aliases})")
+    import huggingface_hub
+
+    try:
+        if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str):
+            return
+    except ValueError as exc:  # not a valid hub id either
+        raise ConfigError(f"backbone {name!r} is not an alias ({aliases}), a model folder or "
+                          f"a hub model name ({exc})") from None
+    from .hub import offline_reason
+
+    reason = offline_reason("model")
+    if reason:
+        raise ConfigError(f"backbone {name!r} is not an alias ({aliases}), a model folder or a "
+                          f"model in the local Hugging Face cache, and {reason}")
+    try:
+        found = huggingface_hub.file_exists(name, "config.json")
+    except Exception:  # the hub did not answer clearly: loading the model will say why
+        return
+    if not found:
+        raise ConfigError(f"backbone {name!r}: no such model on the Hugging Face hub "
+                          f"(aliases: {aliases})")
+
+
 def make_tiny_backbone(folder: str | Path, seed: int = 0) -> Path:
     """Write a small random BERT (with MiniLM's tokenizer) to ``folder``; no download."""
     from transformers import AutoTokenizer, BertConfig, BertModel

@@ -70,6 +70,7 @@ def cmd_run(args):
     cfg = resolve(args.method, args.dataset, args.seed, args.setting, args.preset,
                   parse_overrides(args.overrides))
     run = Run(cfg, args.out, args.data_dir, args.device)
+    run.check()  # a bad backbone or dataset fails here, before the header and any folder
     print(f"{cfg['method']} on {cfg['dataset_name']} (seed {cfg['seed']}, {cfg['setting']}, "
           f"preset {cfg['preset']}, backbone {cfg['backbone']}) -> {run.store.path}")
     records = run.run()
@@ -153,9 +154,10 @@ def main(argv=None) -> int:
         getattr(fn, "arguments", lambda p: None)(p)
         p.set_defaults(func=fn)
     args = parser.parse_args(argv)
+    from .results import RunError
+
     try:
-        args.func(args)
-    except (UnknownNameError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return args.func(args) or 0
+    except (UnknownNameError, ValueError, RunError, OSError) as exc:
+        print("error: " + " ".join(str(exc).strip().splitlines()), file=sys.stderr)
         return 2
-    return 0

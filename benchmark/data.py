@@ -103,6 +103,45 @@ def default_data_dir() -> str | None:
     return os.environ.get("ACTUNE_DATA")
 
 
+def looks_like_path(name: str) -> bool:
+    """A dataset argument meant as a file or folder (registered names have no / or suffix)."""
+    name = str(name)
+    return any(sep in name for sep in ("/", os.sep)) or name.startswith(("~", ".")) \
+        or Path(name).suffix in SUFFIXES
+
+
+def check_dataset(name_or_path: str, data_dir: str | None = None) -> None:
+    """Fail at once for a dataset that cannot be had: a missing path or data directory, or a
+    registered name that is in no data directory while the hub is offline."""
+    if Path(os.path.expanduser(str(name_or_path))).exists():
+        return
+    if looks_like_path(name_or_path):
+        raise DataError(f"dataset path {str(name_or_path)!r} does not exist")
+    spec = DATASETS.get(name_or_path)
+    flag = "--data-dir" if data_dir else "$ACTUNE_DATA"
+    data_dir = data_dir or default_data_dir()
+    if data_dir:
+        folder = Path(data_dir).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"data directory {data_dir!r} ({flag}) does not exist")
+        if (folder / spec.name).exists():
+            return
+        held = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        where = (f"{data_dir!r} has no {spec.name}/ folder (it holds: "
+                 f"{', '.join(held) or 'nothing'})")
+    else:
+        where = "no data directory was given (--data-dir DIR or $ACTUNE_DATA)"
+    fix = f"pass --data-dir DIR with DIR/{spec.name}/train.jsonl"
+    if spec.hub is None:
+        raise DataError(f"dataset {spec.name!r}: {where}, and it is not on the hub in a usable "
+                        f"form; {fix}")
+    from .hub import offline_reason
+
+    reason = offline_reason("dataset")
+    if reason:
+        raise DataError(f"dataset {spec.name!r}: {where}, and {reason}; {fix}")
+
+
 def load_dataset(name_or_path: str, data_dir: str | None = None, dev_size: int | None = None,
                  with_weak: bool = False) -> TextDataset:
     """Resolve a dataset by path, by name in the data directory, or by name on the hub."""
@@ -110,7 +149,7 @@ def load_dataset(name_or_path: str, data_dir: str | None = None, dev_size: int |
     if path.exists():
         spec = DATASETS.get(path.stem) if path.stem in DATASETS else DatasetSpec(path.stem)
         return load_local(path, spec, dev_size, with_weak)
-    if any(sep in str(name_or_path) for sep in ("/", os.sep)) or path.suffix in SUFFIXES:
+    if looks_like_path(name_or_path):
         raise DataError(f"dataset path {str(name_or_path)!r} does not exist")
     spec = DATASETS.get(name_or_path)  # unknown name -> error listing the known ones
     data_dir = data_dir or default_data_dir()
@@ -144,6 +183,8 @@ def load_local(path: Path, spec: DatasetSpec, dev_size: int | None = None,
         if "train" not in frames:
             raise DataError(f"{path} has no train file (expected one of "
                             f"{', '.join('train' + s for s in SUFFIXES)})")
+    for split, df in frames.items():
+        _check_columns(df, spec, f"{path}:{split}")
     if names is None:  # no labels.json: the sorted label values of the training data
         names = sorted({str(v) for v in frames["train"][spec.label_field]}, key=_natural)
     splits = {k: _to_split(df, names, spec, f"{path}:{k}", with_weak) for k, df in frames.items()}
@@ -212,10 +253,14 @@ def _read_table(path: Path):
     raise DataError(f"unsupported file type {path.suffix!r} ({path}); use one of {SUFFIXES}")
 
 
-def _to_split(df, names: list[str], spec: DatasetSpec, where: str, with_weak: bool = False) -> Split:
+def _check_columns(df, spec: DatasetSpec, where: str) -> None:
     for col in (spec.text_field, spec.label_field):
         if col not in df.columns:
             raise DataError(f"{where}: no column {col!r} (columns: {list(df.columns)})")
+
+
+def _to_split(df, names: list[str], spec: DatasetSpec, where: str, with_weak: bool = False) -> Split:
+    _check_columns(df, spec, where)
     texts = ["" if t is None else str(t) for t in df[spec.text_field].tolist()]
     empty = [i for i, t in enumerate(texts) if not t.strip()]
     if empty:

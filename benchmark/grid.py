@@ -9,8 +9,10 @@ launch. Everything a grid knows about its cells is read from disk, never from
   (written by ``benchmark.loop.Run`` after every round);
 - ``grid_job.json`` in the run folder, written here at submission (executor, job id, submitit
   folder), and ``attempt.json``, written by the cell when it starts (host, pid, job id);
-- submitit's per-task result file (an exception outside the run loop, e.g. too many time-outs),
-  and for SLURM the scheduler's job state (``sacct``, ``squeue`` as a fall-back).
+- the run folder's ``lock``, held by the process running the cell (wherever it runs);
+- for SLURM the scheduler's job state (``sacct``, ``squeue`` as a fall-back), and the tail of
+  the job's stderr log for a job that raised outside the run loop. Submitit's pickled result
+  files are never read: a results folder is shared, and unpickling runs code.
 
 A cell runs as :class:`CellJob`, a submitit ``Checkpointable``: on a time-out or preemption
 submitit requeues it, and ``Run`` resumes from the last finished round, so the final records
@@ -22,17 +24,23 @@ import io
 import itertools
 import json
 import os
-import pickle
 import socket
 import subprocess
+import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import submitit
+import yaml
 
-from .config import load_yaml, parse_overrides, resolve
-from .results import CHECKPOINT, DONE, FAILED, RECORDS, RunStore, read_records, write_json
+from .config import ConfigError, check_sources, load_yaml, parse_overrides, resolve
+from .registry import UnknownNameError
+from .results import (CHECKPOINT, DONE, FAILED, RECORDS, RunBusy, RunStore, lock_holder,
+                      read_records, write_json)
+from .settings import SETTINGS
 
 JOB_FILE, ATTEMPT_FILE = "grid_job.json", "attempt.json"
 NOT_LAUNCHED, RUNNING, INCOMPLETE, DONE_STATE, FAILED_STATE = (
@@ -53,6 +61,7 @@ SLURM_KEYS = {"partition": "slurm_partition", "time": "timeout_min", "mem_gb": "
 GRID_KEYS = {"name", "preset", "methods", "datasets", "seeds", "settings", "overrides", "sweep",
              "include", "blocks", "data_dir", "slurm", "local"}
 BLOCK_KEYS = {"methods", "datasets", "seeds", "settings", "overrides", "sweep"}
+LOCAL_KEYS = {"workers"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,7 +86,15 @@ class Grid:
     @classmethod
     def load(cls, path: str | Path) -> "Grid":
         path = Path(path)
-        spec = load_yaml(path.read_text()) or {}
+        if not path.is_file():
+            raise ConfigError(f"grid file {str(path)!r} does not exist")
+        try:
+            spec = load_yaml(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
+                              ) from None
         if not isinstance(spec, dict):
             raise ValueError(f"{path}: a grid file is a mapping (methods:, datasets:, ...)")
         unknown = set(spec) - GRID_KEYS
@@ -96,9 +113,21 @@ class Grid:
         for key in ("methods", "datasets", "seeds", "settings"):
             if key in spec and not isinstance(spec[key], list):
                 spec[key] = [spec[key]]
-        bad = [k for k in (spec.get("slurm") or {}) if k not in SLURM_KEYS]
-        if bad:
-            raise ValueError(f"{path}: unknown slurm key(s) {bad}; known: {sorted(SLURM_KEYS)}")
+        for block in [spec] + list(spec.get("blocks") or []):
+            settings = block.get("settings") or []
+            for setting in settings if isinstance(settings, list) else [settings]:
+                if setting not in SETTINGS:  # `settings: [all]` would expand to no cell
+                    raise UnknownNameError(f"{path}: {SETTINGS.unknown_message(setting)}")
+        for section, known in (("slurm", SLURM_KEYS), ("local", LOCAL_KEYS)):
+            if not isinstance(spec.get(section) or {}, dict):
+                raise ValueError(f"{path}: {section}: is a mapping of {sorted(known)}")
+            bad = [k for k in (spec.get(section) or {}) if k not in known]
+            if bad:
+                raise ValueError(f"{path}: unknown {section} key(s) {bad}; known: {sorted(known)}")
+        workers = (spec.get("local") or {}).get("workers")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                    or workers < 1):
+            raise ConfigError(f"{path}: local: workers must be an integer >= 1, got {workers!r}")
         return cls(**{k: v for k, v in spec.items() if v is not None})
 
     def with_overrides(self, overrides: dict) -> "Grid":
@@ -144,6 +173,9 @@ class Grid:
             if cell.path not in seen:
                 seen.add(cell.path)
                 cells.append(cell)
+        if not cells:
+            raise ConfigError(f"grid {self.name!r} has no cells: none of its methods runs in "
+                              f"its settings ({', '.join(map(str, self.settings))})")
         return cells
 
 
@@ -181,7 +213,14 @@ class CellJob(submitit.helpers.Checkpointable):
         write_json(run.store.path / ATTEMPT_FILE, {
             "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
             "job_id": _current_job_id()})
-        records = run.run()  # a requeue exits with SystemExit, which the loop does not mark failed
+        try:
+            records = run.run()  # a requeue exits with SystemExit: not marked failed
+        except RunBusy:
+            raise  # another process runs this cell: its failure, if any, is its own
+        except Exception as exc:  # bad data is refused before the run's lock: mark it here
+            if not (run.store.path / FAILED).exists():
+                run.store.mark_failed("".join(traceback.format_exception(exc)))
+            raise
         return {"run": str(run.store.path), "rounds": len(records),
                 "test_acc": records[-1]["test_acc"] if records else None}
 
@@ -196,13 +235,39 @@ def _current_job_id() -> str | None:
         return None
 
 
-def _run_cell_local(cfg: dict, out: str, data_dir: str | None) -> str | None:
+def _run_cell_local(cfg: dict, out: str, data_dir: str | None,
+                    launcher: int | None = None) -> str | None:
     """The local executor's worker: run one cell, return its error (None when it finished)."""
+    if launcher is not None:
+        _stop_with(launcher)
     try:
         CellJob(cfg, out, data_dir)()
         return None
+    except RunBusy as exc:
+        return f"skipped: {exc}"
     except Exception as exc:  # the traceback is in the run folder's ``failed`` file
         return f"{type(exc).__name__}: {exc}"
+
+
+_watched: set[int] = set()
+
+
+def _stop_with(launcher: int, poll_s: float = 0.5) -> None:
+    """Exit this worker process as soon as its launcher is gone (killed, or ended without
+    cleaning up), mid-cell or not: the cell resumes from its last round when launched again,
+    and no orphan keeps running cells the next launch also runs."""
+    if launcher in _watched or launcher == os.getpid():  # joblib runs one worker in-process
+        return
+    _watched.add(launcher)
+    parent = os.getppid()
+
+    def watch():
+        while (os.getppid() == parent) if parent == launcher else _pid_alive(launcher):
+            time.sleep(poll_s)
+        print(f"worker {os.getpid()}: launcher {launcher} is gone; stopping", flush=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -236,7 +301,10 @@ def _pid_alive(pid) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (an orphan whose reaper does not reap, as in some containers) has ended
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def slurm_states(job_ids: list[str]) -> dict[str, str]:
@@ -265,27 +333,34 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
     return states
 
 
-def _submitit_error(job: dict) -> str | None:
-    """The traceback submitit saved for a task that raised outside the run loop, if any."""
+def _job_log_tail(job: dict, lines: int = 20) -> str:
+    """The end of a SLURM task's stderr log (plain text; submitit's result pickle is never
+    read: unpickling a file from a shared results folder would run whatever it holds)."""
     from submitit.core.utils import JobPaths
 
     if not job.get("folder") or not job.get("job_id"):
-        return None
-    result = JobPaths(job["folder"], job_id=job["job_id"], task_id=0).result_pickle
+        return ""
     try:
-        with open(result, "rb") as f:
-            outcome, value = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, ImportError):
-        return None
-    return value if outcome == "error" else None
+        text = JobPaths(job["folder"], job_id=job["job_id"], task_id=0).stderr.read_text(
+            errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStatus:
     p, total = cell.path, cell.cfg["rounds"] + 1
-    rounds = len(read_records(p / RECORDS)[0])
+    records = read_records(p / RECORDS)[0]
+    rounds = len({r.get("round") for r in records})
     st = lambda state, detail="", error="": CellStatus(cell, state, rounds, total, detail, error)
+    holder = lock_holder(p)
+    if holder is not None:  # a live process holds the run: running, whatever else disk says
+        return st(RUNNING, f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}")
     if (p / DONE).exists():
-        return st(DONE_STATE)
+        problems = RunStore(p.parent, cell.cfg).problems()
+        if not problems:
+            return st(DONE_STATE)
+        return st(INCOMPLETE, f"damaged ({'; '.join(problems)}): launching again recomputes it")
     if (p / FAILED).exists():
         return st(FAILED_STATE, "raised", (p / FAILED).read_text(errors="replace"))
     job = _read_json(p / JOB_FILE)
@@ -293,9 +368,6 @@ def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStat
     if job is None:
         return st(INCOMPLETE, "started outside a grid, not finished") if started else \
             st(NOT_LAUNCHED)
-    error = _submitit_error(job)
-    if error:
-        return st(FAILED_STATE, f"job {job['job_id']} raised", error)
     age = time.time() - job.get("submitted", 0)
     if job["executor"] == "slurm":
         state = (scheduler or {}).get(job["job_id"])
@@ -304,6 +376,8 @@ def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStat
                 else st(INCOMPLETE, f"job {job['job_id']} unknown to SLURM")
         if state in ACTIVE_SLURM:
             return st(RUNNING, f"job {job['job_id']} {state}")
+        if state == "FAILED":  # the task raised outside the run loop (e.g. too many time-outs)
+            return st(FAILED_STATE, f"job {job['job_id']} raised", _job_log_tail(job))
         return st(INCOMPLETE, f"job {job['job_id']} ended {state} before the last round")
     # local / debug: a process on this host (the cell's own, or its launcher before it starts)
     attempt = _read_json(p / ATTEMPT_FILE)
@@ -378,6 +452,13 @@ def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool 
             f"({summary}){hint}")
         return []
     data_dir = data_dir or grid.data_dir
+    for source in {(c.cfg["backbone"], c.cfg["dataset"]): c.cfg for c in todo}.values():
+        try:  # offline, an unknown backbone fails here, not in every submitted cell
+            check_sources(source, data_dir)
+        except (UnknownNameError, ValueError) as exc:
+            if not dry_run:
+                raise
+            log(f"warning: {exc}")
     threads = (slurm_parameters(grid, flags).get("cpus_per_task") or 1) \
         if executor == "slurm" else 1  # one single-thread worker per core locally
     runs = [(c, {**c.cfg, "threads": c.cfg.get("threads") or threads}) for c in todo]
@@ -441,7 +522,7 @@ def _launch_local(runs, out, data_dir, workers, log) -> None:
         cell.path.mkdir(parents=True, exist_ok=True)
         write_json(cell.path / JOB_FILE, _job_record("local", None, None))
     errors = Parallel(n_jobs=min(workers, len(runs)), backend="loky")(
-        delayed(_run_cell_local)(cfg, str(out), data_dir) for _, cfg in runs)
+        delayed(_run_cell_local)(cfg, str(out), data_dir, os.getpid()) for _, cfg in runs)
     for (cell, _), err in zip(runs, errors):
         log(f"  {cell.name}: " + (f"failed ({err})" if err else "done"))
 
@@ -515,9 +596,16 @@ def main(args) -> int:
                                            "gres", "account", "qos", "array_parallelism")}
     if args.sbatch:
         flags["additional"] = {**grid.slurm.get("additional", {}), **parse_overrides(args.sbatch)}
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     launch(grid, args.out, args.executor, retry=args.grid_command == "retry", wait=args.wait,
            dry_run=args.dry_run, flags=flags, workers=args.workers, data_dir=args.data_dir)
-    if args.wait or args.executor != "slurm":
-        if not args.dry_run:
-            print(format_status(grid_status(grid.cells(args.out))))
+    if (args.wait or args.executor != "slurm") and not args.dry_run:
+        statuses = grid_status(grid.cells(args.out))
+        print(format_status(statuses))
+        failed = [s for s in statuses if s.state == FAILED_STATE]
+        if failed:
+            print(f"error: grid {grid.name}: {len(failed)} of {len(statuses)} cells failed "
+                  f"(tracebacks above; `grid retry` runs them again)", file=sys.stderr)
+            return 2
     return 0

@@ -8,6 +8,7 @@ random draw is seeded from (seed, round), never from a generator carried across 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 import traceback
@@ -21,9 +22,10 @@ from methods.base import Extras, PhaseTimer, RoundView, Selection
 
 from .backbones import (build_classifier, compact_vocabulary, default_device, load_tokenizer,
                         mc_dropout_probs, predict, remap_tokens, tokenize)
+from .config import ConfigError, check_sources
 from .data import load_dataset
 from .progress import RunProgress
-from .results import RunStore
+from .results import RunIOError, RunStore
 from .settings import SETTINGS
 from .training import TrainSet, evaluate, fine_tune, training_steps
 
@@ -41,6 +43,21 @@ def pseudo_digest(ids: np.ndarray, labels: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
+def parse_device(name: str) -> torch.device:
+    """``--device``: a torch device this machine has, or one clear error."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device (cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA device on this machine")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} "
+                          "CUDA device(s)")
+    return device
+
+
 def _subsample(n: int, cap: int | None, seed: int) -> np.ndarray:
     if cap is None or cap >= n:
         return np.arange(n)
@@ -55,29 +72,39 @@ class Run:
         """``log`` takes the per-round lines; ``stream`` (default stderr) shows the progress
         bar when it is a terminal."""
         self.cfg, self.log, self.stream = cfg, log, stream
-        self.device = torch.device(device) if device else default_device()
+        self.device = parse_device(device) if device else default_device()
         self.store = RunStore(out, cfg, self.device)
         self.setting = SETTINGS.get(cfg["setting"])
         self.method = get_method(cfg["method"])(**cfg["params"])
         self.data_dir = data_dir
+        self.data = None
 
     # -------------------------------------------------------------------------------------------
-    def _prepare(self):
+    def _load_data(self):
+        """The dataset, the run's pool and the budget check: bad data fails here, before the
+        run folder is made."""
+        if self.data is not None:
+            return
         cfg = self.cfg
-        if cfg.get("threads"):
-            torch.set_num_threads(int(cfg["threads"]))
         data = load_dataset(cfg["dataset"], self.data_dir, cfg["dev_size"],
                             with_weak=getattr(self.setting, "needs_weak_labels", False))
-        self.data = data
-        seed = cfg["seed"]
-        self.pool_idx = _subsample(len(data.train), cfg["pool_size"], derive_seed(seed, "pool"))
+        self.pool_idx = _subsample(len(data.train), cfg["pool_size"],
+                                   derive_seed(cfg["seed"], "pool"))
         self.pool_y = data.train.labels[self.pool_idx]
-        test_idx = _subsample(len(data.test), cfg["test_size"], derive_seed(0, "test"))
         need = cfg["initial_size"] + cfg["rounds"] * cfg["budget"]
         if getattr(self.setting, "counts_initial", True) and need > len(self.pool_idx):
             raise ValueError(f"budget too large: {cfg['initial_size']} initial + {cfg['rounds']} "
                              f"rounds x {cfg['budget']} = {need} labels, but the pool has only "
                              f"{len(self.pool_idx)} texts")
+        self.data = data
+
+    def _prepare(self):
+        cfg = self.cfg
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg["threads"]))
+        self._load_data()
+        data = self.data
+        test_idx = _subsample(len(data.test), cfg["test_size"], derive_seed(0, "test"))
         bb, L = cfg["backbone"], cfg["max_length"]
         self.pad_id = load_tokenizer(bb).pad_token_id or 0
         self.pool_texts = [data.train.texts[i] for i in self.pool_idx]
@@ -104,17 +131,44 @@ class Run:
                 "method": self.method.state_dict(), "pool_idx": self.pool_idx}
 
     # -------------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Backbone and dataset reachable, data readable, budget payable: else one clear error,
+        before any folder is written (a finished run needs none of them)."""
+        if not self.store.complete:
+            check_sources(self.cfg, self.data_dir)
+            self._load_data()
+
     def run(self) -> list[dict]:
-        self.store.open()
-        if self.store.done:
-            self.log("already done")
-            return self.store.records()
-        self.store.clear_failed()
-        try:
-            return self._run()
-        except Exception as exc:  # not KeyboardInterrupt/SystemExit: a requeue is no failure
-            self.store.mark_failed("".join(traceback.format_exception(exc)))
-            raise
+        """Run or resume, as the only writer of the run folder (:class:`RunBusy` otherwise).
+
+        An unreachable backbone or dataset, bad data or a budget the pool cannot pay fail
+        before the folder exists. A folder marked done whose records lack a round (or repeat
+        one) is damaged: it is recomputed, never reported as finished.
+        """
+        self.check()
+        with self.store.lock():
+            self.store.open()
+            if self.store.complete:
+                self.log("already done")
+                return self.store.records()
+            if self.store.done:
+                self.log(f"marked done but damaged ({'; '.join(self.store.problems())}): "
+                         "recomputing it from round 0 (a finished run keeps no checkpoint)")
+                self.store.unmark_done()
+            self.store.clear_failed()
+            try:
+                self.store.record_start()
+                return self._run()
+            except Exception as exc:  # not KeyboardInterrupt/SystemExit: a requeue is no failure
+                with contextlib.suppress(OSError):  # a read-only folder takes no marker
+                    self.store.mark_failed("".join(traceback.format_exception(exc)))
+                if isinstance(exc, OSError):
+                    recorded = len(self.store.records())
+                    raise RunIOError(
+                        f"{exc.filename or self.store.path}: {exc.strerror or exc}; the run "
+                        f"stopped with {recorded} of {self.cfg['rounds'] + 1} rounds recorded and "
+                        "resumes from there when the same command runs again") from exc
+                raise
 
     def _run(self) -> list[dict]:
         cfg = self.cfg

@@ -3,27 +3,59 @@
 A run folder is named by its config hash, so a re-run never mixes two configs. Records are one
 JSON line per round, appended with a single ``write`` + fsync; a line cut by a crash is dropped
 when read and cut away before the next append, so no half line is ever read back.
+
+One writer per folder: a run holds an exclusive ``flock`` on ``lock`` for its whole life. The
+kernel drops the lock when its process dies, however it dies, so a dead run's lock is simply
+taken over; the file says who holds it (pid, host) for the error a second writer gets.
+
+Results folders are shared (a cluster's scratch, a study's tarball), so nothing read from one
+may run code: the checkpoint holds only tensors and plain containers (numpy arrays travel as
+tagged tensors) and is read with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .config import config_hash, run_name
 from .device import device_info
 
-RECORDS, CONFIG, META, CHECKPOINT, DONE, FAILED = (
-    "records.jsonl", "config.json", "meta.json", "checkpoint.pt", "done", "failed")
+RECORDS, CONFIG, META, CHECKPOINT, DONE, FAILED, LOCK = (
+    "records.jsonl", "config.json", "meta.json", "checkpoint.pt", "done", "failed", "lock")
+BALLAST = 64 * 1024  # bytes the lock file reserves, so a full disk still takes ``failed``
+NDARRAY = "__ndarray__"  # tag of a numpy array stored as a tensor in the checkpoint
 
 
 class ConfigMismatch(RuntimeError):
     pass
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on for a reason outside it; the message is the whole story."""
+
+
+class RunBusy(RunError):
+    """Another live process holds the run folder's lock."""
+
+
+class RunIOError(RunError):
+    """The run folder cannot be written (read-only, disk full, ...)."""
+
+
+def io_error(exc: OSError, doing: str) -> RunIOError:
+    where = f" {exc.filename}" if exc.filename else ""
+    return RunIOError(f"cannot {doing}{where}: {exc.strerror or exc}")
 
 
 def _fsync_replace(tmp: Path, path: Path) -> None:
@@ -32,10 +64,78 @@ def _fsync_replace(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: Path, obj) -> None:
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)``, fsync, rename over ``path``; a failed write leaves no temporary file."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    _fsync_replace(tmp, path)
+    try:
+        write(tmp)
+        _fsync_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=1, sort_keys=True, default=str)
+    _atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def to_plain(obj):
+    """Checkpoint state -> what ``torch.load(weights_only=True)`` reads: numpy arrays become
+    tagged tensors, numpy scalars Python numbers; anything else must already be plain."""
+    if isinstance(obj, np.ndarray):
+        return {NDARRAY: torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {to_plain(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj)
+    return obj
+
+
+def from_plain(obj):
+    """The inverse of :func:`to_plain`."""
+    if isinstance(obj, dict):
+        if len(obj) == 1 and NDARRAY in obj:
+            return obj[NDARRAY].numpy()
+        return {k: from_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(from_plain(v) for v in obj)
+    return obj
+
+
+def lock_holder(folder: str | Path) -> dict | None:
+    """Who holds a run folder's lock (``{"pid", "host", ...}``), or None when no process does.
+
+    Probing takes a shared lock for an instant; a run starting at that instant waits for it.
+    """
+    path = Path(folder) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads(os.pread(fd, 4096, 0).rstrip(b"\0") or b"{}")
+            except ValueError:
+                return {}
+        except OSError:  # no locks on this file system
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
@@ -84,15 +184,92 @@ def environment(cfg: dict | None = None, device=None) -> dict:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
+def missing_rounds(records: list[dict], rounds: int) -> list[int]:
+    """Rounds 0..rounds that no record holds."""
+    have = {r.get("round") for r in records}
+    return [t for t in range(int(rounds) + 1) if t not in have]
+
+
+def duplicate_rounds(records: list[dict]) -> list[int]:
+    """Rounds recorded more than once (two writers, or a resume that wrote a round again)."""
+    seen, dup = set(), set()
+    for r in records:
+        (dup if r.get("round") in seen else seen).add(r.get("round"))
+    return sorted(dup, key=str)
+
+
 class RunStore:
     def __init__(self, out: str | Path, cfg: dict, device=None):
         self.cfg, self.device = cfg, device
         self.hash = config_hash(cfg)
         self.path = Path(out) / run_name(cfg)
+        self._lock_fd: int | None = None
+
+    # the one-writer lock -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, wait_s: float = 1.0):
+        """Hold the folder's exclusive lock for the ``with`` block (created with the folder).
+
+        A second writer raises :class:`RunBusy` within ``wait_s`` (the wait only rides out a
+        status probe). After a kill the kernel has already dropped the dead run's lock.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = self._acquire(self.path / LOCK, wait_s)
+        except OSError as exc:
+            raise io_error(exc, "write to") from None
+        self._lock_fd = fd
+        try:
+            yield self
+        finally:
+            self._lock_fd = None
+            with contextlib.suppress(OSError):
+                (self.path / LOCK).unlink()  # still ours: nobody can hold it in between
+            os.close(fd)
+
+    def _acquire(self, path: Path, wait_s: float) -> int:
+        deadline = time.monotonic() + wait_s
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                who = lock_holder(self.path) or {}
+                raise RunBusy(f"{self.path} is already running (pid {who.get('pid', '?')} on "
+                              f"{who.get('host', '?')})") from None
+            except OSError as exc:
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                    os.close(fd)
+                    raise
+                print(f"warning: {path.parent} does not support file locks; nothing stops a "
+                      "second run of this folder from writing at the same time")
+            try:  # the last holder unlinks the file: make sure we locked the one on disk
+                if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                    raise FileNotFoundError
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode()
+            try:
+                os.pwrite(fd, me, 0)
+                os.ftruncate(fd, len(me))
+                with contextlib.suppress(OSError):  # best effort: room to write ``failed``
+                    os.posix_fallocate(fd, 0, BALLAST)
+            except OSError:
+                os.close(fd)
+                raise
+            return fd
 
     def open(self) -> "RunStore":
-        """Create the folder, or check that an existing one holds the same config."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Check that the folder holds this config (or none yet), write it, clear debris.
+
+        Called under :meth:`lock`: any temporary file here was left by a dead writer.
+        """
         cfg_file = self.path / CONFIG
         if cfg_file.exists():
             try:
@@ -101,9 +278,23 @@ class RunStore:
                 old = None
             if old not in (None, self.hash):
                 raise ConfigMismatch(f"{self.path} holds config {old}, not {self.hash}")
-        write_json(cfg_file, {"config_hash": self.hash, "config": self.cfg})
-        write_json(self.path / META, environment(self.cfg, self.device))
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for tmp in self.path.glob("*.tmp*"):
+                tmp.unlink(missing_ok=True)
+            write_json(cfg_file, {"config_hash": self.hash, "config": self.cfg})
+        except OSError as exc:
+            raise io_error(exc, "write") from None
         return self
+
+    def record_start(self) -> None:
+        """``meta.json``: the first start's environment, and one entry per resume after it."""
+        meta, env = _read_json(self.path / META), environment(self.cfg, self.device)
+        if isinstance(meta, dict) and meta.get("started"):
+            meta.setdefault("resumes", []).append(env)
+        else:
+            meta = env
+        write_json(self.path / META, meta)
 
     # records ------------------------------------------------------------------------------
     @property
@@ -124,9 +315,8 @@ class RunStore:
             os.close(fd)
 
     def rewrite(self, records: list[dict]) -> None:
-        tmp = self.records_path.with_name(RECORDS + f".tmp{os.getpid()}")
-        tmp.write_text("".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in records))
-        _fsync_replace(tmp, self.records_path)
+        text = "".join(json.dumps(r, sort_keys=True, default=float) + "\n" for r in records)
+        _atomic_write(self.records_path, lambda tmp: tmp.write_text(text))
 
     def _cut_partial_tail(self) -> None:
         p = self.records_path
@@ -141,29 +331,54 @@ class RunStore:
 
     # checkpoint and markers ---------------------------------------------------------------
     def save_checkpoint(self, state: dict) -> None:
-        tmp = self.path / (CHECKPOINT + f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        _fsync_replace(tmp, self.path / CHECKPOINT)
+        plain = to_plain(state)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # through Python, a full disk is an OSError, not a
+                torch.save(plain, f)    # RuntimeError from torch's own file writer
+        _atomic_write(self.path / CHECKPOINT, write)
 
     def load_checkpoint(self) -> dict | None:
         p = self.path / CHECKPOINT
         if not p.exists():
             return None
         try:
-            return torch.load(p, weights_only=False)
-        except Exception as exc:  # a corrupt checkpoint: start the run again, keep the file
+            return from_plain(torch.load(p, weights_only=True))
+        except Exception as exc:  # corrupt, or not plain data: never unpickled, run restarts
             p.rename(p.with_suffix(".corrupt"))
-            print(f"warning: {p} unreadable ({exc}); moved aside, restarting the run")
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"warning: {p} unreadable as plain data ({why}); moved aside, "
+                  "restarting the run")
             return None
 
     @property
     def done(self) -> bool:
         return (self.path / DONE).exists()
 
+    def problems(self) -> list[str]:
+        """Why a folder marked done is not a whole run: lost or repeated rounds."""
+        records = self.records()
+        out = []
+        lost = missing_rounds(records, self.cfg["rounds"])
+        if lost:
+            out.append(f"round(s) {', '.join(map(str, lost))} missing")
+        dup = duplicate_rounds(records)
+        if dup:
+            out.append(f"round(s) {', '.join(map(str, dup))} recorded more than once")
+        return out
+
+    @property
+    def complete(self) -> bool:
+        """Done, and the records hold every round exactly once."""
+        return self.done and not self.problems()
+
     def mark_done(self) -> None:
         (self.path / FAILED).unlink(missing_ok=True)
         (self.path / CHECKPOINT).unlink(missing_ok=True)  # the records are the result
         (self.path / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+    def unmark_done(self) -> None:
+        (self.path / DONE).unlink(missing_ok=True)
 
     def clear_failed(self) -> None:
         """A new attempt: keep the last traceback as ``failed.prev``."""
@@ -171,4 +386,16 @@ class RunStore:
             (self.path / FAILED).replace(self.path / (FAILED + ".prev"))
 
     def mark_failed(self, error: str) -> None:
-        (self.path / FAILED).write_text(error)
+        """Write the reason, whatever the disk: temporary files go first, and on a full disk
+        the lock file gives back the room it reserved."""
+        for tmp in self.path.glob(f"*.tmp{os.getpid()}"):
+            tmp.unlink(missing_ok=True)
+        for attempt in range(2):
+            try:
+                _atomic_write(self.path / FAILED, lambda tmp: tmp.write_text(error))
+                return
+            except OSError:
+                if attempt or self._lock_fd is None:
+                    raise
+                held = os.pread(self._lock_fd, 4096, 0).rstrip(b"\0")
+                os.ftruncate(self._lock_fd, len(held))

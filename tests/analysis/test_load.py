@@ -48,10 +48,10 @@ def test_complete_only_drops_unfinished_runs_and_their_rounds(tmp_path):
 
 def test_complete_only_keeps_seeds_every_method_has_finished(tmp_path):
     for seed in (0, 1):
-        write_run(tmp_path, "entropy", "trec", "al", seed, [0.5, 0.6, 0.7])
-    write_run(tmp_path, "random", "trec", "al", 0, [0.5, 0.6, 0.65])
+        write_run(tmp_path, "entropy", "trec", "al", seed, [0.5, 0.6, 0.7, 0.75])
+    write_run(tmp_path, "random", "trec", "al", 0, [0.5, 0.6, 0.65, 0.7])
     write_run(tmp_path, "random", "trec", "al", 1, [0.5], done=False)
-    write_run(tmp_path, "random", "sst2", "al", 1, [0.5, 0.6, 0.7])   # another group: kept
+    write_run(tmp_path, "random", "sst2", "al", 1, [0.5, 0.6, 0.7, 0.75])   # another group
     res = complete_only(load_results(tmp_path))
     kept = sorted(zip(res.runs["method"], res.runs["dataset"], res.runs["seed"]))
     assert kept == [("entropy", "trec", 0), ("random", "sst2", 1), ("random", "trec", 0)]

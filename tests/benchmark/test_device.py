@@ -58,6 +58,7 @@ def test_cuda_run_records_the_gpu(monkeypatch):
 def test_meta_json_of_a_run_folder_names_the_device(tmp_path):
     cfg = resolve("random", "trec", 0, "al", "smoke", {"threads": 1})
     store = RunStore(tmp_path, cfg, torch.device("cpu")).open()
+    store.record_start()
     meta = json.loads((store.path / "meta.json").read_text())
     assert meta["device"]["threads"] == 1 and meta["device"]["device"] == "cpu"
     assert meta["device"]["cpu"]["model"] == (_first_cpu("model name")

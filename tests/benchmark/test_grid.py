@@ -154,6 +154,10 @@ def test_status_not_launched_done_failed(cell):
     assert s.state == G.FAILED_STATE and s.error_tail(2) == "  y\nValueError: bad dropout"
     assert "| ValueError: bad dropout" in G.format_status([s])
     (cell.path / "done").write_text("x")
+    s = G.cell_status(cell)  # done, but round 2 of 0..2 is not in the records: damaged
+    assert s.state == G.INCOMPLETE and "damaged (round(s) 2 missing)" in s.detail
+    with open(cell.path / "records.jsonl", "a") as f:
+        f.write('{"round": 2}\n')
     assert G.cell_status(cell).state == G.DONE_STATE
 
 
@@ -168,17 +172,18 @@ def test_status_of_a_slurm_job_follows_the_scheduler(cell):
     assert G.cell_status(cell, {}).state == G.INCOMPLETE
 
 
-def test_status_reads_submitits_error_file(cell, tmp_path):
+def test_status_of_a_failed_slurm_task_shows_its_log_not_its_pickle(cell, tmp_path):
     from submitit.core.utils import JobPaths
 
     folder = tmp_path / "submitit"
-    result = JobPaths(folder, job_id="5_0", task_id=0).result_pickle
-    result.parent.mkdir(parents=True)
-    result.write_bytes(pickle.dumps(("error", "Traceback\nUncompletedJobError: timed-out too "
-                                              "many times")))
+    paths = JobPaths(folder, job_id="5_0", task_id=0)
+    paths.result_pickle.parent.mkdir(parents=True)
+    paths.result_pickle.write_bytes(pickle.dumps(("error", "from the pickle")))
+    paths.stderr.write_text("Traceback\nUncompletedJobError: timed-out too many times\n")
     job_file(cell, folder=str(folder))
     s = G.cell_status(cell, {"5_0": "FAILED"})
     assert s.state == G.FAILED_STATE and "timed-out too many times" in s.error
+    assert "from the pickle" not in s.error
 
 
 def test_status_of_a_local_cell_follows_its_process(cell):
@@ -196,11 +201,12 @@ def test_status_of_a_local_cell_follows_its_process(cell):
 # end to end on the tiny backbone, in this process (debug) and in worker processes (local)
 @pytest.fixture
 def failing_grid(tmp_path, toy_data, tiny_overrides):
-    """Two good cells and one whose dropout override only fails when the model is built."""
+    """Two good cells and one whose data only fails when the cell loads it."""
+    broken = tmp_path / "broken.csv"
+    broken.write_text("text,y\nsome text,a\n")
     return G.Grid("g", ["random"], [str(toy_data)], seeds=[0, 1], preset="smoke",
                   overrides=dict(tiny_overrides),
-                  include=[{"method": "entropy", "dataset": str(toy_data), "seed": 0,
-                            "overrides": {"dropout": 1.5}}])
+                  include=[{"method": "entropy", "dataset": str(broken), "seed": 0}])
 
 
 def test_debug_executor_failure_status_retry_and_no_resubmission(failing_grid, tmp_path,
@@ -214,7 +220,7 @@ def test_debug_executor_failure_status_retry_and_no_resubmission(failing_grid, t
     statuses = {s.cell.cfg["method"]: s for s in G.grid_status(failing_grid.cells(out))}
     assert [s.state for s in G.grid_status(failing_grid.cells(out))].count(G.DONE_STATE) == 2
     bad = statuses["entropy"]
-    assert bad.state == G.FAILED_STATE and "dropout probability" in bad.error
+    assert bad.state == G.FAILED_STATE and "no column 'label'" in bad.error
     # launching again submits nothing, and says so
     logs.clear()
     assert G.launch(failing_grid, out, "debug", log=logs.append) == []

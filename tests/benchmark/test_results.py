@@ -48,7 +48,7 @@ def test_run_folder_is_keyed_by_config_hash(tmp_path):
     assert sa.path != sb.path and sa.hash != sb.hash
     assert RunStore(tmp_path, dict(a)).path == sa.path
     assert RunStore(tmp_path, {**a, "threads": 1}).path == sa.path  # speed knobs: same identity
-    sa.open()
+    sa.open().record_start()
     cfg = json.loads((sa.path / "config.json").read_text())
     assert cfg["config_hash"] == sa.hash and cfg["config"]["lr"] == a["lr"]
     meta = json.loads((sa.path / "meta.json").read_text())
@@ -60,3 +60,30 @@ def test_a_folder_holding_another_config_is_refused(tmp_path):
     (s.path / "config.json").write_text(json.dumps({"config_hash": "something-else"}))
     with pytest.raises(ConfigMismatch):
         s.open()
+
+
+def test_checkpoint_state_is_plain_data_and_round_trips(store):
+    """numpy arrays travel as tagged tensors, so ``weights_only=True`` reads the checkpoint."""
+    import numpy as np
+    import torch
+
+    bank = torch.rand(5, 3, dtype=torch.float64)
+    state = {"round": 1, "labels": {3: 1, 7: 0}, "pool_idx": np.arange(5, dtype=np.int64),
+             "pseudo": {"ids": np.array([1, 2]), "labels": np.random.rand(2, 3).astype(np.float32),
+                        "weights": None},
+             "method": {"bank": {"values": bank, "before": (bank, torch.ones(5, dtype=torch.bool),
+                                                            None)}},
+             "records": [{"test_acc": np.float64(0.5), "queried_ids": [3, 7]}]}
+    store.open()
+    store.save_checkpoint(state)
+    raw = torch.load(store.path / "checkpoint.pt", weights_only=True)
+    assert isinstance(raw["pool_idx"]["__ndarray__"], torch.Tensor)
+    back = store.load_checkpoint()
+    assert back["labels"] == {3: 1, 7: 0} and back["records"] == [{"test_acc": 0.5,
+                                                                    "queried_ids": [3, 7]}]
+    for key in ("ids", "labels"):
+        assert back["pseudo"][key].dtype == state["pseudo"][key].dtype
+        assert np.array_equal(back["pseudo"][key], state["pseudo"][key])
+    assert back["pool_idx"].dtype == np.int64 and back["pseudo"]["weights"] is None
+    values, seen, round_ = back["method"]["bank"]["before"]
+    assert torch.equal(values, bank) and seen.dtype == torch.bool and round_ is None

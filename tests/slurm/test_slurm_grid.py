@@ -88,17 +88,18 @@ def test_timed_out_cell_is_requeued_and_resumes_to_the_same_records(cluster, tmp
 
 def test_failing_cell_is_reported_and_retry_relaunches_only_it(cluster, tmp_path, toy_data,
                                                                tiny_overrides):
+    broken = tmp_path / "broken.csv"  # fails when the cell loads it, not at submission
+    broken.write_text("text,y\nsome text,a\n")
     grid = G.Grid("faulty", ["random"], [str(toy_data)], seeds=[0, 1], preset="smoke",
                   overrides=dict(tiny_overrides),
-                  include=[{"method": "entropy", "dataset": str(toy_data), "seed": 0,
-                            "overrides": {"dropout": 1.5}}])
+                  include=[{"method": "entropy", "dataset": str(broken), "seed": 0}])
     out = tmp_path / "out"
     assert len(G.launch(grid, out, "slurm")) == 3
     statuses = G.wait_for(grid.cells(out), poll_s=1, timeout_s=WAIT_S)
     by_method = {s.cell.cfg["method"]: s for s in statuses}
     assert [s.state for s in statuses].count(G.DONE_STATE) == 2, G.format_status(statuses)
     bad = by_method["entropy"]
-    assert bad.state == G.FAILED_STATE and "dropout probability" in bad.error_tail()
+    assert bad.state == G.FAILED_STATE and "no column 'label'" in bad.error_tail()
     jobs_before = {s.cell.name: json.loads((s.cell.path / G.JOB_FILE).read_text())["job_id"]
                    for s in statuses}
     assert G.launch(grid, out, "slurm", retry=True) == [bad.cell]
@@ -107,4 +108,4 @@ def test_failing_cell_is_reported_and_retry_relaunches_only_it(cluster, tmp_path
     changed = [name for name in jobs_before if jobs_before[name] != jobs_after[name]]
     assert changed == [bad.cell.name]
     again = G.wait_for([bad.cell], poll_s=1, timeout_s=WAIT_S)[0]
-    assert again.state == G.FAILED_STATE and "dropout probability" in again.error
+    assert again.state == G.FAILED_STATE and "no column 'label'" in again.error
