@@ -100,6 +100,7 @@ class _Pool:
         self.src, self.origin = src, src.mean(0).to(wide)
         self.x = (src.to(wide) - self.origin).to(dtype)
         self.norms = self.x.norm(dim=1)
+        self.sq = self.norms * self.norms
         self.gamma = _dot_error(dtype, src.shape[1])
 
     def rows64(self, ids: torch.Tensor) -> torch.Tensor:
@@ -189,10 +190,12 @@ class _Assignment:
             if len(rows) > n // 2:
                 rows = None
         self._centres = centres
-        centred = centres - self.pool.origin.to(F64)
+        c64 = centres - self.pool.origin.to(F64)
+        c = c64.to(x.dtype)
+        self._c = (c, (c * c).sum(1), c64, (c64 * c64).sum(1), c64.norm(dim=1).max().to(x.dtype))
         moved, before = [], []
         for part in _chunks(rows, n, dev):
-            new = self._nearest(part, centred)
+            new = self._nearest(part)
             old = _take(self.assign, part)
             changed = torch.nonzero(new != old).squeeze(1)
             moved.append(_ids(part, dev)[changed])
@@ -200,30 +203,41 @@ class _Assignment:
             self.assign[part] = new
         return torch.cat(moved), torch.cat(before)
 
-    def _nearest(self, part, centres: torch.Tensor) -> torch.Tensor:
+    def _nearest(self, part) -> torch.Tensor:
         """The nearest centres of the rows ``part``, their bounds stored. A score is off by at
         most gamma (||x|| + max ||c||)^2, so the bounds widen by that, and a point whose
         runner-up may be as near as its best is decided from float64 scores (and gets an
         infinite upper bound: a fresh look next step)."""
-        pool = self.pool
-        x, norms = _take(pool.x, part), _take(pool.norms, part)
-        c = centres.to(x.dtype)
-        scores = torch.addmm((c * c).sum(1), x, c.T, alpha=-2)
+        pool, (c, cc, c64, cc64, cmax) = self.pool, self._c
+        if isinstance(part, slice):
+            x, norms, sq = pool.x[part], pool.norms[part], pool.sq[part]
+        else:   # into a reused buffer: fresh pages cost more than the copy
+            x = torch.index_select(pool.x, 0, part, out=self._rows(len(part)))
+            norms, sq = pool.norms.index_select(0, part), pool.sq.index_select(0, part)
+        scores = torch.addmm(cc, x, c.T, alpha=-2)
         best, assign = scores.min(1)
-        err = pool.gamma * (norms + centres.norm(dim=1).max().to(x.dtype)) ** 2
-        sq = norms * norms
+        err = pool.gamma * (norms + cmax) ** 2
         upper = (sq + best + err).to(F64).sqrt_()
         lower = scores.T.contiguous().add_(sq - err).clamp_min_(0).sqrt_()   # (K, m)
         lower.scatter_(0, assign[None, :], float("inf"))
         tied = torch.nonzero(lower.amin(0).to(F64) <= upper).squeeze(1)
         if len(tied):
             rows = pool.rows64(_ids(part, x.device)[tied])
-            assign[tied] = torch.addmm((centres * centres).sum(1), rows, centres.T,
-                                       alpha=-2).argmin(1)
+            assign[tied] = torch.addmm(cc64, rows, c64.T, alpha=-2).argmin(1)
             upper[tied] = float("inf")
             self.near_ties += len(tied)
-        self.upper[part], self.lower[:, part] = upper, lower
+        self.upper[part] = upper
+        if isinstance(part, slice):
+            self.lower[:, part] = lower
+        else:
+            self.lower.index_copy_(1, part, lower)
         return assign
+
+    def _rows(self, m: int) -> torch.Tensor:
+        if getattr(self, "_buffer", None) is None or len(self._buffer) < m:
+            self._buffer = torch.empty(m, self.pool.x.shape[1], dtype=self.pool.x.dtype,
+                                       device=self.pool.x.device)
+        return self._buffer[:m]
 
 
 def assign_points(x: torch.Tensor, centres: torch.Tensor,
@@ -251,17 +265,19 @@ class _ClusterSums:
         for part in _chunks(None, len(src), src.device):
             self._add(part, assign[part], 1)
 
-    def _add(self, part, clusters: torch.Tensor, sign: int) -> None:
+    def _add(self, part, clusters: torch.Tensor, sign: int, rows=None) -> torch.Tensor:
         w = _take(self.w, part)
-        self.wx.index_add_(0, clusters, _take(self.src, part).to(F64) * w[:, None], alpha=sign)
+        if rows is None:   # a_i x_i, float64
+            rows = _take(self.src, part).to(F64, copy=True).mul_(w[:, None])
+        self.wx.index_add_(0, clusters, rows, alpha=sign)
         self.wsum.index_add_(0, clusters, w, alpha=sign)
         self.count.index_add_(0, clusters, torch.ones_like(clusters), alpha=sign)
         self.weighted.index_add_(0, clusters, (w > 0).long(), alpha=sign)
+        return rows
 
     def move(self, ids: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
         for part, o, n in zip(*(t.split(4096) for t in (ids, old, new))):
-            self._add(part, o, -1)
-            self._add(part, n, 1)
+            self._add(part, n, 1, self._add(part, o, -1))
 
     def centres(self, old: torch.Tensor, assign: torch.Tensor) -> torch.Tensor:
         """Eq. 4. A cluster whose members all weigh zero takes their plain mean (the weighted
