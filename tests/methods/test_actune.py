@@ -77,9 +77,11 @@ def test_kmeans_pp_seeds_are_distinct_and_never_weightless():
 def test_weighted_kmeans_is_deterministic_under_the_seed():
     g = torch.Generator().manual_seed(1)
     x, w = torch.randn(80, 4, generator=g), torch.rand(80, generator=g)
+    threads = torch.get_num_threads()
     a = weighted_kmeans(x, w, 6, np.random.default_rng(5))
     b = weighted_kmeans(x, w, 6, np.random.default_rng(5))
     assert torch.equal(a.assign, b.assign) and torch.equal(a.centres, b.centres)
+    assert torch.get_num_threads() == threads     # runs on one CPU thread, then gives them back
 
 
 def test_matmul_assignment_is_the_nearest_centre_and_tol_only_trims_the_tail():
