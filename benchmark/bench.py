@@ -3,7 +3,8 @@
 Measures, in one process: tokenisation, pool inference (texts/s, useful tokens/s and that as a
 share of a matmul peak measured here and now), query selection with the method's own sub-phases
 (region sampling, memory bank), training (texts/s) and evaluation, the share of ACTUNE's own
-overhead in the round (``overhead_share``) and peak memory. A script, not a test: it prints.
+overhead in the round (``overhead_share``) and peak memory; then that overhead alone at other
+pool sizes (``--overhead-at``). A script, not a test: it prints.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def flops_per_token(model, mean_len: float) -> float:
 
 def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None = None,
           setting: str | None = None, seed: int = 0, overrides: dict | None = None,
-          device=None) -> dict:
+          device=None, overhead_at: list | None = ()) -> dict:
     from methods import get_method
 
     cls = get_method(method)
@@ -72,6 +73,7 @@ def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None =
             len(list((cache_dir() / "tokens").glob("*.npz"))) == cached_before
         state = run._fresh_state()
         _, model = run._train_round(0, state)           # the model the measured round starts from
+        views = keep_views(run.method)                    # its real features, for overhead_at
         run._select(1, model, state)                      # measured: inference + query (+ sub-phases)
         sel_times = dict(state["pending"]["time"])
         record, _ = run._train_round(1, state)            # measured: training + evaluation
@@ -115,6 +117,104 @@ def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None =
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "test_acc_round1": record["test_acc"],
     })
+    out["overhead_at"] = overhead_at_sizes(cfg, views[0], overhead_at, out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# ACTUNE's own overhead at other pool sizes, timed alone
+# ----------------------------------------------------------------------------------------------
+
+OVERHEAD_AT = (10_000, 100_000)   # pool sizes timed by default for a method with these phases
+JITTER = 0.3                      # x each feature dimension's spread, in scaled_view
+
+
+def keep_views(method) -> list:
+    """Wrap ``method.select`` so the RoundViews it is given are kept."""
+    views, select = [], method.select
+
+    def keep(view):
+        views.append(view)
+        return select(view)
+
+    method.select = keep
+    return views
+
+
+def scaled_view(view, n: int, seed: int = 0):
+    """``view`` grown to ``n`` texts: each a random pool text's features, with Gaussian jitter
+    (``JITTER`` x each dimension's spread, so no two coincide), and its probabilities; 100
+    labelled, the rest unlabelled. Real features keep a real pool's cluster structure, which
+    sets how many Lloyd iterations K-means takes; the jitter makes it a pool, not copies."""
+    from methods.base import Extras, PhaseTimer, RoundView
+
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randint(len(view.features), (n,), generator=g)
+    features = view.features[pick] + JITTER * view.features.std(0) * torch.randn(
+        n, view.features.shape[1], generator=g)
+    probs = view.probs[pick]
+    labelled = np.arange(min(100, n // 10))
+    return RoundView(round=view.round, rounds=view.rounds, setting=view.setting,
+                     budget=min(view.budget, n - len(labelled)), probs=probs, features=features,
+                     labelled_ids=labelled, labelled_y=probs[labelled].argmax(-1).numpy(),
+                     unlabelled_ids=np.arange(len(labelled), n), rng=np.random.default_rng(seed),
+                     dataset=view.dataset, num_classes=view.num_classes, timer=PhaseTimer(),
+                     extras=Extras(device=view.device), allow_pseudo=view.allow_pseudo)
+
+
+def overhead_at_sizes(cfg: dict, view, sizes: list | None, result: dict) -> list[dict]:
+    """Region sampling + memory bank alone, on ``view`` scaled to each pool size, as a share of
+    a round: stated (``(n, seconds)``) or projected from ``result``'s measured round (inference
+    scaled to n at its measured rate, training and evaluation as measured: their cost does not
+    grow with the pool)."""
+    from methods import get_method
+
+    if sizes is None:   # the default: only where the measured round has these phases
+        sizes = [(n, None) for n in OVERHEAD_AT] if result["region_sampling_s"] else []
+    rows = []
+    for n, stated in sizes:
+        scaled = scaled_view(view, n)
+        get_method(cfg["method"])(**cfg["params"]).select(scaled)
+        secs = {k: scaled.timer.seconds.get(k, 0.0) for k in OVERHEAD_PHASES}
+        overhead = sum(secs.values())
+        round_s = stated if stated is not None else (
+            result["inference_s"] * n / result["n_pool"] + result["train_s"] + result["eval_s"]
+            + overhead)
+        rows.append({"n_pool": n, **{f"{k}_s": v for k, v in secs.items()}, "round_s": round_s,
+                     "round": "stated" if stated is not None else "projected",
+                     "overhead_share": overhead / round_s})
+    return rows
+
+
+def report_overhead_at(result: dict) -> str:
+    rows = result.get("overhead_at") or []
+    if not rows:
+        return ""
+    lines = [f"ACTUNE's own overhead alone, on this run's {result['n_pool']:,} real features "
+             f"resampled to n texts (jitter {JITTER} x spread); round projected = this run's "
+             "inference rate x n + its training and evaluation, or stated"]
+    for r in rows:
+        parts = " + ".join(f"{k.replace('_', ' ')} {r[k + '_s']:.3f} s" for k in OVERHEAD_PHASES)
+        lines.append(f"  {r['n_pool']:>9,} texts: {parts} = {r['overhead_share']:.2%} of a "
+                     f"{r['round_s']:.1f} s round ({r['round']}); target <= 1% "
+                     f"{'met' if r['overhead_share'] <= 0.01 else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def parse_overhead_at(text: str) -> list:
+    """``10000,100000:300`` -> [(10000, None), (100000, 300.0)]: pool sizes, each with an
+    optional stated round time in seconds."""
+    import argparse
+
+    out = []
+    for item in filter(None, text.split(",")):
+        n, _, stated = item.partition(":")
+        try:
+            out.append((int(n), float(stated) if stated else None))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not N or N:SECONDS") from None
+        if out[-1][0] < 2 or (stated and out[-1][1] <= 0):
+            raise argparse.ArgumentTypeError(f"{item!r}: need N >= 2 and SECONDS > 0")
     return out
 
 
@@ -162,14 +262,21 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", default=None, help="write the figures to this file as JSON")
+    p.add_argument("--overhead-at", type=parse_overhead_at, default=None, metavar="N[:S],...",
+                   help="also time region sampling + memory bank alone at these pool sizes, "
+                   "against a stated round of S seconds or one projected from this run "
+                   f"(default {','.join(map(str, OVERHEAD_AT))} for a method with these phases; "
+                   "'' for none)")
 
 
 def main(args) -> None:
     from .config import parse_overrides
 
     result = bench(args.method, args.dataset, args.preset, args.data_dir, args.setting, args.seed,
-                   parse_overrides(args.overrides), args.device)
+                   parse_overrides(args.overrides), args.device, args.overhead_at)
     print(report(result))
+    if result["overhead_at"]:
+        print(report_overhead_at(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -14,6 +14,8 @@ for the first time is initialised with its current value (Algorithm 1, step 2).
 Ids are stable pool indices across rounds, so the bank is a tensor over the pool, saved in the
 method's ``state_dict``. Updating twice for the same round replaces the first update (the
 pre-update bank is kept), so a repeated selection for a round does not fold a model in twice.
+The bank is float32, like the probabilities it averages, on the device of the first values
+folded in: an average of ten values in [0, 1] gains nothing from float64.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ class MemoryBank:
     """Per-pool-id moving average of (n, C) probabilities or (n,) values."""
 
     def __init__(self):
-        self.values: torch.Tensor | None = None   # (n_pool, ...) float64
+        self.values: torch.Tensor | None = None   # (n_pool, ...) float32
         self.seen: torch.Tensor | None = None     # (n_pool,) bool: has a value
         self.round: int | None = None             # model round last folded in
         self._before: tuple | None = None         # (values, seen, round) before that update
@@ -45,11 +47,13 @@ class MemoryBank:
             self.values, self.seen, self.round = self._before
         if self.round is not None and round < self.round:
             raise ValueError(f"memory bank already holds round {self.round}; got round {round}")
-        ids = torch.as_tensor(np.asarray(ids), dtype=torch.long)
-        current = torch.as_tensor(current).to(torch.float64)
+        current = torch.as_tensor(current)
         if self.values is None:
-            self.values = torch.zeros((n_pool, *current.shape[1:]), dtype=torch.float64)
-            self.seen = torch.zeros(n_pool, dtype=torch.bool)
+            self.values = torch.zeros((n_pool, *current.shape[1:]), dtype=torch.float32,
+                                      device=current.device)
+            self.seen = torch.zeros(n_pool, dtype=torch.bool, device=current.device)
+        current = current.to(self.values.device, self.values.dtype)
+        ids = torch.as_tensor(np.asarray(ids), dtype=torch.long, device=self.values.device)
         # copy on write: tensors handed out by ``state_dict`` or ``update`` never change later
         self._before = (self.values, self.seen, self.round)
         self.values, self.seen = self.values.clone(), self.seen.clone()
@@ -62,7 +66,8 @@ class MemoryBank:
         return self.values
 
     def get(self, ids: np.ndarray) -> torch.Tensor:
-        ids = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+        ids = torch.as_tensor(np.asarray(ids), dtype=torch.long,
+                              device=None if self.values is None else self.values.device)
         if self.values is None or not self.seen[ids].all():
             raise KeyError("memory bank has no value for some requested ids")
         return self.values[ids]

@@ -1,8 +1,11 @@
 """The benchmark command's bookkeeping on the tiny backbone (its figures are timings, so only
 their relations are checked: shares are the ratios they claim to be, phases add up)."""
-import pytest
+import argparse
 
-from benchmark.bench import bench, report
+import pytest
+import torch
+
+from benchmark.bench import bench, parse_overhead_at, report, report_overhead_at
 
 
 def test_bench_figures_are_consistent(toy_data, tiny_overrides):
@@ -20,3 +23,42 @@ def test_bench_figures_are_consistent(toy_data, tiny_overrides):
     text = report(r)
     assert "overhead (RS + MMB)" in text and "share of bf16 matmul peak" in text
 
+
+
+def test_bench_times_the_overhead_alone_at_other_pool_sizes(toy_data, tiny_overrides):
+    r = bench("actune", str(toy_data), "smoke", setting="ssal", overrides=tiny_overrides,
+              overhead_at=[(600, None), (900, 50.0)])
+    projected, stated = r["overhead_at"]
+    assert (projected["n_pool"], projected["round"]) == (600, "projected")
+    assert (stated["n_pool"], stated["round"], stated["round_s"]) == (900, "stated", 50.0)
+    overhead = projected["region_sampling_s"] + projected["memory_bank_s"]
+    assert overhead > 0 and projected["round_s"] == pytest.approx(
+        r["inference_s"] * 600 / r["n_pool"] + r["train_s"] + r["eval_s"] + overhead)
+    assert projected["overhead_share"] == pytest.approx(overhead / projected["round_s"])
+    assert "600 texts" in report_overhead_at(r) and "(stated)" in report_overhead_at(r)
+    # by default only a method with these phases is timed at other sizes
+    assert bench("entropy", str(toy_data), "smoke", setting="al", overrides=tiny_overrides,
+                 overhead_at=None)["overhead_at"] == []
+
+
+def test_overhead_at_reads_sizes_and_stated_round_times():
+    assert parse_overhead_at("10000,100000:300") == [(10000, None), (100000, 300.0)]
+    assert parse_overhead_at("") == []
+    for bad in ("10k", "100:x", "1", "100:0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_overhead_at(bad)
+
+
+def test_scaled_view_keeps_the_pool_features_and_probabilities(make_view):
+    from benchmark.bench import scaled_view
+
+    g = torch.Generator().manual_seed(0)
+    view = make_view(torch.rand(50, 3, generator=g).softmax(-1),
+                     features=torch.randn(50, 8, generator=g))
+    big = scaled_view(view, 400)
+    assert big.features.shape == (400, view.features.shape[1]) and big.probs.shape[0] == 400
+    assert len(big.labelled_ids) + len(big.unlabelled_ids) == 400
+    # each row is a pool row plus jitter smaller than the pool's own spread
+    nearest = torch.cdist(big.features, view.features).min(1).values
+    assert nearest.median() < torch.cdist(view.features, view.features).median()
+    assert len(torch.unique(big.features, dim=0)) == 400

@@ -77,9 +77,11 @@ def test_kmeans_pp_seeds_are_distinct_and_never_weightless():
 def test_weighted_kmeans_is_deterministic_under_the_seed():
     g = torch.Generator().manual_seed(1)
     x, w = torch.randn(80, 4, generator=g), torch.rand(80, generator=g)
+    threads = torch.get_num_threads()
     a = weighted_kmeans(x, w, 6, np.random.default_rng(5))
     b = weighted_kmeans(x, w, 6, np.random.default_rng(5))
     assert torch.equal(a.assign, b.assign) and torch.equal(a.centres, b.centres)
+    assert torch.get_num_threads() == threads     # runs on one CPU thread, then gives them back
 
 
 def test_matmul_assignment_is_the_nearest_centre_and_tol_only_trims_the_tail():
@@ -104,6 +106,110 @@ def test_negative_uncertainty_is_refused():
     with pytest.raises(ValueError, match="non-negative"):
         weighted_kmeans(torch.zeros(3, 2), torch.tensor([1., -1., 0.]), 2,
                         np.random.default_rng(0))
+
+
+# Float32 distances, float64 answers (the speed-ups must not change the clustering)
+
+def _reference_lloyd(x, w, seeds):
+    """Textbook weighted Lloyd in float64, from given seeds until no point moves: cdist argmin
+    (Eq. 3), weighted means (Eq. 4; plain mean for a weightless cluster, empty keeps its centre)."""
+    x, w = x.double(), w.double()
+    centres = x[seeds].clone()
+    assign = torch.cdist(x, centres).argmin(1)
+    for it in range(1, 200):
+        for k in range(len(centres)):
+            m = assign == k
+            if m.any():
+                centres[k] = (w[m, None] * x[m]).sum(0) / w[m].sum() if w[m].sum() > 0 \
+                    else x[m].mean(0)
+        new = torch.cdist(x, centres).argmin(1)
+        if torch.equal(new, assign):
+            return assign, centres, it
+        assign = new
+    raise AssertionError("no fixed point")
+
+
+def _blobs(n=3000, d=24, k=8, offset=0.0, seed=3):
+    """k Gaussian blobs; with ``offset``, the odd ones shifted by +offset and the even ones by
+    -offset along one axis: far from the pool's mean, so even its centred norms are large."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(k, d, generator=g) * 1.5
+    blob = torch.randint(k, (n,), generator=g)
+    x = means[blob] + torch.randn(n, d, generator=g)
+    x[:, 0] += offset * (blob % 2 * 2 - 1)
+    w = torch.rand(n, generator=g)
+    w[: n // 20] = 0                                   # certain points weigh nothing
+    return x, w
+
+
+def test_float32_settles_a_near_tie_that_float32_scores_cannot_see():
+    # (1, 0) is sqrt(2) from c0 = (0, 1) and nearer, by 7e-10, to c1 = (0, -1 + 1e-9); float32
+    # rounds c1 to (0, -1), and its scores tie
+    x = torch.tensor([[1., 0.], [-1., 0.], [0., 3.], [0., -3.]])   # mean 0: centring is a no-op
+    c = torch.tensor([[0., 1.], [0., -1 + 1e-9]], dtype=torch.float64)
+    exact = torch.cdist(x.double(), c).argmin(1)
+    assert exact.tolist() == [1, 1, 0, 1]
+    c32 = c.float()
+    assert ((c32 * c32).sum(1) - 2 * x @ c32.T).argmin(1).tolist() == [0, 0, 0, 1]
+    assert torch.equal(assign_points(x, c), exact)
+    assert torch.equal(assign_points(x, c, torch.float64), exact)
+
+
+def test_float32_path_is_the_float64_clustering_on_random_data():
+    # two far-apart groups: float32 scores leave many runner-ups within rounding of the best;
+    # those points are settled in float64 and counted
+    x, w = _blobs(offset=40.0)
+    f32 = weighted_kmeans(x, w, 12, np.random.default_rng(0), tol=0)
+    f64 = weighted_kmeans(x, w, 12, np.random.default_rng(0), tol=0, dtype=torch.float64)
+    assert f32.converged and f32.iterations == f64.iterations
+    assert torch.equal(f32.assign, f64.assign) and torch.equal(f32.centres, f64.centres)
+    assert f32.near_ties > 0 and f64.near_ties == 0
+
+
+def test_fast_lloyd_equals_the_textbook_one_from_the_same_seeds():
+    # Elkan's bounds skip points and the centroid sums are updated incrementally: neither may
+    # change a step. Seeds from kmeans_pp with the same generator state as weighted_kmeans.
+    x, w = _blobs()
+    seeds = kmeans_pp(x, w, 10, np.random.default_rng(7))
+    fast = weighted_kmeans(x, w, 10, np.random.default_rng(7), tol=0)
+    assign, centres, iterations = _reference_lloyd(x, w, seeds)
+    assert torch.equal(fast.assign, assign) and fast.iterations == iterations
+    assert torch.allclose(fast.centres, centres, rtol=1e-12, atol=1e-12)
+
+
+def test_lloyd_steps_never_increase_the_weighted_objective():
+    x, w = _blobs(n=1500, d=8, k=5, seed=5)
+    x64, w64 = x.double(), w.double()
+    objective = []
+    for t in range(1, 40):
+        c = weighted_kmeans(x, w, 9, np.random.default_rng(1), max_iter=t, tol=0)
+        objective.append(float((w64 * ((x64 - c.centres[c.assign]) ** 2).sum(1)).sum()))
+        if c.converged:
+            break
+    assert c.converged and len(objective) > 3
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(objective, objective[1:]))
+    assert objective[-1] < objective[0]
+
+
+def test_centroid_sums_are_float64_where_float32_would_lose_the_mean():
+    g = torch.Generator().manual_seed(0)
+    x = 1e4 + torch.randn(20000, 4, generator=g)     # float32 features far from the origin
+    w = torch.rand(20000, generator=g)
+    exact = (w.double()[:, None] * x.double()).sum(0) / w.double().sum()
+    mu = weighted_centroids(x, w, torch.zeros(20000, dtype=torch.long),
+                            torch.zeros(1, 4, dtype=torch.float64))
+    assert torch.allclose(mu[0], exact, rtol=0, atol=1e-9)
+    in_float32 = (w[:, None] * x).sum(0) / w.sum()
+    assert (in_float32.double() - exact).abs().max() > 1e-4   # what float32 sums would give
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_weighted_kmeans_on_cuda_is_the_cpu_clustering():
+    x, w = _blobs(offset=40.0)
+    cpu = weighted_kmeans(x, w, 12, np.random.default_rng(0))
+    gpu = weighted_kmeans(x, w, 12, np.random.default_rng(0), device="cuda")
+    assert gpu.assign.is_cuda and torch.equal(gpu.assign.cpu(), cpu.assign)
+    assert torch.allclose(gpu.centres.cpu(), cpu.centres, rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,22 +317,22 @@ def test_eq10_probability_bank_hand_computed():
     f0 = torch.tensor([[0.65, 0.35], [0.2, 0.8]])
     f1 = torch.tensor([[0.05, 0.95], [0.3, 0.7]])
     g = bank.update(np.array([0, 1]), f0, momentum(0, 10, 0.6, 0.8), 0, 3)
-    assert torch.allclose(g[:2], f0.double())                        # initialised with f_0
+    assert g.dtype == torch.float32 and torch.equal(g[:2], f0)        # initialised with f_0
     m1 = momentum(1, 10, 0.6, 0.8)                                   # 0.62
     g = bank.update(np.array([0, 1]), f1, m1, 1, 3)
     assert torch.allclose(g[0], torch.tensor([0.62 * 0.05 + 0.38 * 0.65,
-                                              0.62 * 0.95 + 0.38 * 0.35], dtype=torch.float64))
+                                              0.62 * 0.95 + 0.38 * 0.35]))
     # the paper's example: confident now, contradicting the last round -> uncertain in the bank
-    assert entropy(g[:1].float()) > entropy(f1[:1])
+    assert entropy(g[:1]) > entropy(f1[:1])
     g = bank.update(np.array([2]), torch.tensor([[0.9, 0.1]]), 0.7, 2, 3)
-    assert torch.allclose(g[2], torch.tensor([0.9, 0.1], dtype=torch.float64))  # first seen
+    assert torch.allclose(g[2], torch.tensor([0.9, 0.1]))                    # first seen
 
 
 def test_eq12_value_bank_and_a_repeated_round_is_not_folded_twice():
     bank = MemoryBank()
     bank.update(np.array([0, 1]), torch.tensor([1.0, 0.2]), 0.8, 0, 2)
     bank.update(np.array([0, 1]), torch.tensor([0.0, 0.4]), 0.8, 1, 2)
-    expect = torch.tensor([0.8 * 0.0 + 0.2 * 1.0, 0.8 * 0.4 + 0.2 * 0.2], dtype=torch.float64)
+    expect = torch.tensor([0.8 * 0.0 + 0.2 * 1.0, 0.8 * 0.4 + 0.2 * 0.2])
     assert torch.allclose(bank.get([0, 1]), expect)
     bank.update(np.array([0, 1]), torch.tensor([0.0, 0.4]), 0.8, 1, 2)   # same round again
     assert torch.allclose(bank.get([0, 1]), expect)
