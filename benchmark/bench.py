@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from .backbones import amp_enabled, build_classifier, cache_dir, collate, pack_texts
+from .backbones import amp_enabled, build_classifier, cache_dir, collate, cpu_has_bf16, pack_texts
 from .config import resolve
 from .loop import Run
 from .training import TrainSet, _batches, step_loss
@@ -120,6 +120,28 @@ def compare_training(run: Run, state: dict, steps: int = 40) -> dict:
     return out
 
 
+def device_figures(dev: torch.device, amp: str) -> dict:
+    """Which device and precision path the round took, and its peak GPU memory (CUDA only)."""
+    on = amp_enabled(dev, amp)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        native = torch.cuda.is_bf16_supported()
+        path = f"bf16 autocast on CUDA ({'native' if native else 'emulated'} bf16)" if on \
+            else "fp32 (autocast off)"
+        return {"device_name": name, "bf16_path": path,
+                "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dev) / 2**20}
+    native = "AVX512-BF16/AMX" if cpu_has_bf16() else "no native bf16"
+    path = f"bf16 autocast on CPU ({native})" if on else f"fp32 (autocast off; {native})"
+    return {"device_name": dev.type, "bf16_path": path, "peak_gpu_memory_mb": None}
+
+
+def device_lines(result: dict) -> list[str]:
+    line = f"device {result['device_name']}: {result['bf16_path']}"
+    if result.get("peak_gpu_memory_mb") is not None:
+        line += f"; peak GPU memory {result['peak_gpu_memory_mb']:.0f} MB (allocated by torch)"
+    return [line]
+
+
 def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None = None,
           setting: str | None = None, seed: int = 0, overrides: dict | None = None,
           device=None, train_steps: int = 40) -> dict:
@@ -186,6 +208,7 @@ def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None =
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "test_acc_round1": record["test_acc"],
         **training,
+        **device_figures(dev, cfg["amp"]),
     })
     return out
 
@@ -241,7 +264,7 @@ def report(result: dict) -> str:
         value = result[key]
         ok = value <= target if op == "<=" else value >= target
         lines.append(f"target {what}: {value:.3%} {op} {target:.0%}  {'met' if ok else 'NOT met'}")
-    lines += training_lines(result)
+    lines += device_lines(result) + training_lines(result)
     return "\n".join(lines)
 
 

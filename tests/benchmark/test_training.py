@@ -26,8 +26,9 @@ def _sets(rng):
     return labelled, pseudo
 
 
-def _no_dropout_model(tiny_backbone):
-    return build_classifier(tiny_backbone, 3, seed=0, dropout=0.0).train()  # every dropout off
+def _no_dropout_model(tiny_backbone, device="cpu"):
+    model = build_classifier(tiny_backbone, 3, seed=0, dropout=0.0)   # every dropout off
+    return model.to(device).train()
 
 
 def _loss_and_grads(model, objective, labelled, pseudo, step, pack):
@@ -41,15 +42,17 @@ def _loss_and_grads(model, objective, labelled, pseudo, step, pack):
 
 def _pseudo_confidence(model, pseudo):
     """p(y~ | x) of the step's pseudo-labelled texts, from a plain padded forward."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        logits, _ = model(*collate([pseudo.tokens[i] for i in pseudo.ids[UNS]], 0, "cpu"))
-    return logits.softmax(-1).gather(1, torch.as_tensor(pseudo.y[UNS])[:, None]).squeeze(1)
+        logits, _ = model(*collate([pseudo.tokens[i] for i in pseudo.ids[UNS]], 0, device))
+    y = torch.as_tensor(pseudo.y[UNS], device=device)
+    return logits.softmax(-1).gather(1, y[:, None]).squeeze(1).cpu()
 
 
 @pytest.mark.parametrize("kind", ["ce", "eq14", "cosine"])
-def test_packed_step_gives_the_padded_step_loss_and_gradients(tiny_backbone, kind):
+def test_packed_step_gives_the_padded_step_loss_and_gradients(tiny_backbone, kind, device):
     labelled, pseudo = _sets(np.random.default_rng(0))
-    model = _no_dropout_model(tiny_backbone)
+    model = _no_dropout_model(tiny_backbone, device)
     if kind == "ce":
         objective, step = Objective(lam=0.7), 1
     elif kind == "eq14":
