@@ -23,6 +23,7 @@ def test_bench_figures_are_consistent(toy_data, tiny_overrides, device):
     assert 0 < r["train_padded_real_share"] <= r["train_packed_real_share"] <= 1
     assert r["train_packed_speedup"] == pytest.approx(
         r["train_packed_useful_tokens_per_s"] / r["train_padded_useful_tokens_per_s"])
+    assert r["train_floor_ms_per_step"] > 0
     if device == "cuda":
         assert r["peak_gpu_memory_mb"] > 0 and "CUDA" in r["bf16_path"]
     else:
