@@ -264,7 +264,7 @@ def collate(seqs: list[np.ndarray], pad_id: int, device) -> tuple[torch.Tensor, 
 # Packing: each text attends only to itself, so texts can share a row with no padding between
 # them; the encoder then computes on (almost) real tokens only. Exact for the encoders whose
 # positions and masks are known here; others fall back to padded batches.
-PACKABLE = ("bert", "roberta", "xlm-roberta")   # model types whose 4-D masks and positions we set
+PACKABLE = ("bert", "roberta")   # model types whose 4-D masks and positions are tested exact
 
 
 def supports_packing(model: nn.Module) -> bool:
@@ -293,10 +293,11 @@ class Packed:
         return int((self.segments >= 0).sum()) / self.segments.numel()
 
 
-def pack_texts(seqs: list[np.ndarray], pad_id: int, device, width: int | None = None) -> Packed:
-    """First-fit decreasing into rows as wide as the longest text (or ``width``)."""
+def pack_texts(seqs: list[np.ndarray], pad_id: int, device) -> Packed:
+    """First-fit decreasing into rows as wide as the longest text (wider rows measured no faster:
+    their attention grows with the width squared)."""
     lengths = np.array([len(s) for s in seqs])
-    width = max(int(lengths.max()), width or 0)
+    width = int(lengths.max())
     fill: list[int] = []
     rows, starts = np.zeros(len(seqs), np.int64), np.zeros(len(seqs), np.int64)
     for i in np.argsort(-lengths, kind="stable"):
