@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,11 @@ def _pristine_encoder(backbone: str) -> nn.Module:
 
 
 class Classifier(nn.Module):
-    """Encoder + dropout + linear head on the penultimate feature v (first-token state)."""
+    """Encoder + dropout + linear head on the penultimate feature v (first-token state).
+
+    Takes a padded batch ``(input_ids, attention_mask)`` or one :class:`Packed` batch (texts laid
+    end to end in rows); both give the same outputs up to float rounding.
+    """
 
     def __init__(self, encoder: nn.Module, num_classes: int, dropout: float = 0.1,
                  pooling: str = "cls"):
@@ -130,14 +135,33 @@ class Classifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_classes)
 
-    def features(self, input_ids, attention_mask):
+    def features(self, input_ids, attention_mask=None):
+        if isinstance(input_ids, Packed):
+            return self._packed_features(input_ids)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
 
-    def forward(self, input_ids, attention_mask):
+    def _packed_features(self, batch: "Packed"):
+        seg = batch.segments
+        same = seg[:, :, None] == seg[:, None, :]          # attend within one's own text only
+        if self.encoder.config._attn_implementation == "eager":   # additive mask, not boolean
+            same = torch.zeros(same.shape, device=seg.device).masked_fill_(
+                ~same, torch.finfo(torch.float32).min)
+        hidden = self.encoder(input_ids=batch.input_ids, attention_mask=same[:, None],
+                              position_ids=batch.position_ids + position_offset(self.encoder)
+                              ).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[batch.rows, batch.starts]
+        flat, seg = hidden.reshape(-1, hidden.shape[-1]), seg.reshape(-1)
+        real = seg >= 0
+        sums = torch.zeros(len(batch.rows), flat.shape[1], dtype=flat.dtype, device=flat.device)
+        sums = sums.index_add(0, seg[real], flat[real])
+        return sums / torch.bincount(seg[real], minlength=len(batch.rows))[:, None].to(sums.dtype)
+
+    def forward(self, input_ids, attention_mask=None):
         feats = self.features(input_ids, attention_mask)
         return self.head(self.dropout(feats)), feats
 
@@ -274,6 +298,61 @@ def collate(seqs: list[np.ndarray], pad_id: int, device) -> tuple[torch.Tensor, 
         ids[row, :len(s)] = s
         mask[row, :len(s)] = 1
     return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+
+# Packing: each text attends only to itself, so texts can share a row with no padding between
+# them; the encoder then computes on (almost) real tokens only. Exact for the encoders whose
+# positions and masks are known here; others fall back to padded batches.
+PACKABLE = ("bert", "roberta")   # model types whose 4-D masks and positions are tested exact
+
+
+def supports_packing(model: nn.Module) -> bool:
+    enc = getattr(model, "encoder", model)
+    return (getattr(enc.config, "model_type", None) in PACKABLE and not enc.config.is_decoder
+            and enc.config._attn_implementation in ("sdpa", "eager"))
+
+
+def position_offset(encoder: nn.Module) -> int:
+    """First position id of a text: RoBERTa-style embeddings count from padding_idx + 1."""
+    pad = getattr(encoder.embeddings, "padding_idx", None)
+    return 0 if pad is None else pad + 1
+
+
+@dataclass
+class Packed:
+    """Texts laid end to end in rows of ``width`` tokens, each text whole in one row."""
+    input_ids: torch.Tensor     # (rows, width)
+    position_ids: torch.Tensor  # (rows, width): 0.. within each text
+    segments: torch.Tensor      # (rows, width): the text's index; a row's padding gets -1 - row
+    rows: torch.Tensor          # (n,) each text's row
+    starts: torch.Tensor        # (n,) each text's first column
+
+    @property
+    def real_share(self) -> float:
+        return int((self.segments >= 0).sum()) / self.segments.numel()
+
+
+def pack_texts(seqs: list[np.ndarray], pad_id: int, device) -> Packed:
+    """First-fit decreasing into rows as wide as the longest text (wider rows measured no faster:
+    their attention grows with the width squared)."""
+    lengths = np.array([len(s) for s in seqs])
+    width = int(lengths.max())
+    fill: list[int] = []
+    rows, starts = np.zeros(len(seqs), np.int64), np.zeros(len(seqs), np.int64)
+    for i in np.argsort(-lengths, kind="stable"):
+        r = next((r for r, used in enumerate(fill) if used + lengths[i] <= width), len(fill))
+        if r == len(fill):
+            fill.append(0)
+        rows[i], starts[i] = r, fill[r]
+        fill[r] += lengths[i]
+    ids = np.full((len(fill), width), pad_id, dtype=np.int64)
+    pos = np.zeros((len(fill), width), dtype=np.int64)
+    seg = np.repeat(-1 - np.arange(len(fill), dtype=np.int64)[:, None], width, axis=1)
+    for i, s in enumerate(seqs):
+        r, a, b = rows[i], starts[i], starts[i] + lengths[i]
+        ids[r, a:b], pos[r, a:b], seg[r, a:b] = s, np.arange(lengths[i]), i
+    t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    return Packed(t(ids), t(pos), t(seg), t(rows), t(starts))
 
 
 def length_sorted_batches(tokens: list[np.ndarray], batch_size: int) -> list[np.ndarray]:

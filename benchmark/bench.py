@@ -3,8 +3,9 @@
 Measures, in one process: tokenisation, pool inference (texts/s, useful tokens/s and that as a
 share of a matmul peak measured here and now), query selection with the method's own sub-phases
 (region sampling, memory bank), training (texts/s) and evaluation, the share of ACTUNE's own
-overhead in the round (``overhead_share``) and peak memory; then that overhead alone at other
-pool sizes (``--overhead-at``). A script, not a test: it prints.
+overhead in the round (``overhead_share``) and peak memory; then the round's training steps on
+the padded (old) and packed (new) paths side by side (``compare_training``), and ACTUNE's
+overhead alone at other pool sizes (``--overhead-at``). A script, not a test: it prints.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import time
 import numpy as np
 import torch
 
-from .backbones import amp_enabled, cache_dir
+from .backbones import amp_enabled, build_classifier, cache_dir, collate, cpu_has_bf16, pack_texts
 from .config import resolve
 from .loop import Run
+from .training import TrainSet, _batches, step_loss
 
 OVERHEAD_PHASES = ("region_sampling", "memory_bank")
 
@@ -51,9 +53,107 @@ def flops_per_token(model, mean_len: float) -> float:
     return 2 * dense + attention
 
 
+def compare_training(run: Run, state: dict, steps: int = 40) -> dict:
+    """Useful tokens/s of the same training steps on the padded (old) and packed (new) paths.
+
+    The round's labelled and pseudo-labelled sets, batches drawn as ``fine_tune`` draws them;
+    each batch runs once per path (forward, loss, backward, clipping, optimizer step), the two
+    taking turns at going first, so both see the same load. Useful tokens are the batch's real
+    tokens; the real-token share counts the tokens each path computes on. A third step per batch,
+    on its first text alone, measures the per-step floor that no padding change removes
+    (optimizer, clipping, the bf16 weight casts: work the size of the weights, not of the batch).
+    """
+    cfg, dev = run.cfg, run.device
+    ids = np.fromiter(state["labels"], dtype=np.int64, count=len(state["labels"]))
+    labelled = TrainSet(run.pool_tokens, ids, np.array([state["labels"][i] for i in ids]))
+    pseudo = None
+    if state["pseudo"] is not None and len(state["pseudo"]["ids"]) and run.setting.allow_pseudo:
+        p = state["pseudo"]
+        pseudo = TrainSet(run.pool_tokens, p["ids"], p["labels"], p["weights"])
+    model = build_classifier(cfg["backbone"], run.data.num_classes, seed=0,
+                             dropout=cfg["dropout"], pooling=cfg["pooling"], vocab=run.vocab)
+    model.to(dev).train()
+    objective = run.method.objective(1, cfg["rounds"])
+    objective.start(model)
+    try:                                                 # fine_tune's optimizer
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], fused=True)
+    except (RuntimeError, TypeError):
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"])
+    rng = np.random.default_rng(0)
+    lab_iter = _batches(len(labelled), cfg["batch_size"], rng)
+    uns_iter = _batches(len(pseudo), cfg["batch_size_unlabelled"], rng) if pseudo else None
+    seconds, computed = {"padded": 0.0, "packed": 0.0, "floor": 0.0}, {"padded": 0, "packed": 0}
+    useful = 0
+
+    def one_step(path, step, lab_idx, uns_idx):
+        start = time.perf_counter()
+        if path == "floor":
+            loss = step_loss(model, objective, step, steps, labelled, lab_idx[:1], None, None,
+                             run.pad_id, cfg["amp"])
+        else:
+            loss = step_loss(model, objective, step, steps, labelled, lab_idx, pseudo, uns_idx,
+                             run.pad_id, cfg["amp"], pack=path == "packed")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"], foreach=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for step in range(-1, steps + 1):                    # steps -1 and 0 warm up, untimed
+        lab_idx = next(lab_iter)
+        uns_idx = next(uns_iter) if uns_iter is not None else None
+        seqs = [labelled.tokens[labelled.ids[i]] for i in lab_idx]
+        if pseudo is not None:
+            seqs += [pseudo.tokens[pseudo.ids[i]] for i in uns_idx]
+        order = ("padded", "packed", "floor") if step % 2 else ("floor", "packed", "padded")
+        for path in order:
+            took = one_step(path, max(step, 1), lab_idx, uns_idx)
+            if step >= 1:
+                seconds[path] += took
+        if step >= 1:
+            useful += sum(len(s) for s in seqs)
+            computed["padded"] += collate(seqs, run.pad_id, "cpu")[0].numel()
+            computed["packed"] += pack_texts(seqs, run.pad_id, "cpu").input_ids.numel()
+    out = {"train_compare_steps": steps, "train_compare_texts_per_step":
+           cfg["batch_size"] + (cfg["batch_size_unlabelled"] if pseudo is not None else 0)}
+    for path in ("padded", "packed"):
+        out[f"train_{path}_useful_tokens_per_s"] = useful / seconds[path]
+        out[f"train_{path}_real_share"] = useful / computed[path]
+        out[f"train_{path}_ms_per_step"] = 1000 * seconds[path] / steps
+    out["train_floor_ms_per_step"] = 1000 * seconds["floor"] / steps
+    out["train_packed_speedup"] = seconds["padded"] / seconds["packed"]
+    out["train_packed_speedup_above_floor"] = \
+        (seconds["padded"] - seconds["floor"]) / max(seconds["packed"] - seconds["floor"], 1e-9)
+    return out
+
+
+def device_figures(dev: torch.device, amp: str) -> dict:
+    """Which device and precision path the round took, and its peak GPU memory (CUDA only)."""
+    on = amp_enabled(dev, amp)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        native = torch.cuda.is_bf16_supported()
+        path = f"bf16 autocast on CUDA ({'native' if native else 'emulated'} bf16)" if on \
+            else "fp32 (autocast off)"
+        return {"device_name": name, "bf16_path": path,
+                "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dev) / 2**20}
+    native = "AVX512-BF16/AMX" if cpu_has_bf16() else "no native bf16"
+    path = f"bf16 autocast on CPU ({native})" if on else f"fp32 (autocast off; {native})"
+    return {"device_name": dev.type, "bf16_path": path, "peak_gpu_memory_mb": None}
+
+
+def device_lines(result: dict) -> list[str]:
+    line = f"device {result['device_name']}: {result['bf16_path']}"
+    if result.get("peak_gpu_memory_mb") is not None:
+        line += f"; peak GPU memory {result['peak_gpu_memory_mb']:.0f} MB (allocated by torch)"
+    return [line]
+
+
 def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None = None,
           setting: str | None = None, seed: int = 0, overrides: dict | None = None,
-          device=None, overhead_at: list | None = ()) -> dict:
+          device=None, overhead_at: list | None = (), train_steps: int = 40) -> dict:
     from methods import get_method
 
     cls = get_method(method)
@@ -77,6 +177,7 @@ def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None =
         run._select(1, model, state)                      # measured: inference + query (+ sub-phases)
         sel_times = dict(state["pending"]["time"])
         record, _ = run._train_round(1, state)            # measured: training + evaluation
+        training = compare_training(run, state, train_steps) if train_steps else {}
     dev = run.device
     n_pool = len(run.pool_tokens)
     useful = int(sum(len(t) for t in run.pool_tokens))
@@ -116,6 +217,8 @@ def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None =
         "overhead_share": sum(sel_times.get(k, 0.0) for k in OVERHEAD_PHASES) / round_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "test_acc_round1": record["test_acc"],
+        **training,
+        **device_figures(dev, cfg["amp"]),
     })
     out["overhead_at"] = overhead_at_sizes(cfg, views[0], overhead_at, out)
     return out
@@ -220,6 +323,29 @@ def parse_overhead_at(text: str) -> list:
 
 TARGETS = (("overhead_share", "<=", 0.01, "ACTUNE overhead (RS + MMB) share of the round"),
            ("inference_share_of_bf16_peak", ">=", 0.70, "pool inference, share of bf16 matmul peak"))
+# Issue 20: packed over padded training, useful tokens/s, on the cpu preset's SSAL steps.
+TRAINING_SPEEDUP_TARGETS = {"trec": 1.4, "sst2": 1.7}
+
+
+def training_lines(result: dict) -> list[str]:
+    """The padded-vs-packed training comparison, as report lines (none when it did not run)."""
+    if "train_packed_speedup" not in result:
+        return []
+    lines = [f"training steps, same {result['train_compare_steps']} batches of "
+             f"{result['train_compare_texts_per_step']} texts on both paths:"]
+    for path, name in (("padded", "padded (old)"), ("packed", "packed (new)")):
+        lines.append(f"  {name:<13} {result[f'train_{path}_ms_per_step']:7.1f} ms/step  "
+                     f"{result[f'train_{path}_useful_tokens_per_s']:7.0f} useful tokens/s  "
+                     f"{result[f'train_{path}_real_share']:.0%} of computed tokens real")
+    speedup = result["train_packed_speedup"]
+    target = TRAINING_SPEEDUP_TARGETS.get(result["dataset"])
+    verdict = "" if target is None or result["preset"] != "cpu" else \
+        f"  (target >= {target}x: {'met' if speedup >= target else 'NOT met'})"
+    lines.append(f"  packed / padded useful tokens/s: {speedup:.2f}x{verdict}")
+    lines.append(f"  per-step floor (a step on one text: optimizer, clipping, weight casts) "
+                 f"{result['train_floor_ms_per_step']:.1f} ms; above it, packed / padded "
+                 f"{result['train_packed_speedup_above_floor']:.2f}x")
+    return lines
 
 
 def report(result: dict) -> str:
@@ -249,6 +375,7 @@ def report(result: dict) -> str:
         value = result[key]
         ok = value <= target if op == "<=" else value >= target
         lines.append(f"target {what}: {value:.3%} {op} {target:.0%}  {'met' if ok else 'NOT met'}")
+    lines += device_lines(result) + training_lines(result)
     return "\n".join(lines)
 
 
@@ -261,6 +388,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--train-steps", type=int, default=40,
+                   help="training steps timed on each path, padded and packed (0: skip)")
     p.add_argument("--json", default=None, help="write the figures to this file as JSON")
     p.add_argument("--overhead-at", type=parse_overhead_at, default=None, metavar="N[:S],...",
                    help="also time region sampling + memory bank alone at these pool sizes, "
@@ -273,7 +402,7 @@ def main(args) -> None:
     from .config import parse_overrides
 
     result = bench(args.method, args.dataset, args.preset, args.data_dir, args.setting, args.seed,
-                   parse_overrides(args.overrides), args.device, args.overhead_at)
+                   parse_overrides(args.overrides), args.device, args.overhead_at, args.train_steps)
     print(report(result))
     if result["overhead_at"]:
         print(report_overhead_at(result))

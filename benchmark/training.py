@@ -3,7 +3,7 @@
 Generic on purpose: a method changes the loss through its :class:`methods.base.Objective`,
 never through a branch here. Without pseudo-labels training runs ``epochs`` over the labelled
 set; with them it runs ``st_steps`` steps (paper B.4), each on one labelled and one
-pseudo-labelled batch, passed through the model together.
+pseudo-labelled batch, passed through the model together, packed without padding (``step_loss``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sklearn.metrics import f1_score
 
 from methods.base import Objective, TrainBatch
 
-from .backbones import Classifier, autocast, collate, predict
+from .backbones import Classifier, autocast, collate, pack_texts, predict, supports_packing
 
 
 @dataclass
@@ -65,11 +65,45 @@ def training_steps(cfg: dict, n_labelled: int, with_pseudo: bool) -> int:
     return min(steps, int(cfg["max_steps"])) if cfg.get("max_steps") else steps
 
 
+def step_loss(model: Classifier, objective: Objective, step: int, steps: int,
+              labelled: TrainSet, lab_idx: np.ndarray, pseudo: TrainSet | None,
+              uns_idx: np.ndarray | None, pad_id: int, amp: str, pack: bool = True
+              ) -> torch.Tensor:
+    """One step's loss: the labelled and pseudo-labelled texts in one forward, the objective once.
+
+    The texts are packed end to end into rows (:func:`pack_texts`), each attending only to
+    itself, so the step computes on almost no padding; the objective sees both streams' logits
+    and features in batch order, as from a padded forward, so every objective stays exact (only
+    float rounding and dropout draws differ). ``pack=False`` is the padded forward, kept for
+    ``python -m benchmark bench``'s side-by-side comparison (and used where an encoder cannot pack).
+    """
+    device = next(model.parameters()).device
+    seqs = [labelled.tokens[labelled.ids[i]] for i in lab_idx]
+    if pseudo is not None:
+        seqs += [pseudo.tokens[pseudo.ids[i]] for i in uns_idx]
+    n = len(lab_idx)
+    if pack and supports_packing(model):
+        inputs = (pack_texts(seqs, pad_id, device),)
+        inputs_u = (pack_texts(seqs[n:], pad_id, device),) if pseudo is not None else None
+    else:
+        ids, mask = collate(seqs, pad_id, device)
+        inputs, inputs_u = (ids, mask), (ids[n:], mask[n:])
+    with autocast(device, amp):
+        logits, feats = model(*inputs)
+    y, w, _ = _labels(labelled, lab_idx, device)
+    batch = TrainBatch(step, steps, logits[:n], feats[:n], y, w)
+    if pseudo is not None:
+        batch.y_u, batch.w_u, batch.ids_u = _labels(pseudo, uns_idx, device)
+        batch.logits_u, batch.features_u = logits[n:], feats[n:]
+        batch.inputs_u = inputs_u
+    with autocast(device, amp):
+        return objective(batch)
+
+
 def fine_tune(model: Classifier, labelled: TrainSet, dev_tokens: list, dev_y: np.ndarray,
               cfg: dict, seed: int, pad_id: int, pseudo: TrainSet | None = None,
               objective: Objective | None = None, progress=None) -> dict:
     """Train ``model`` in place and load its best dev state; return training statistics."""
-    device = next(model.parameters()).device
     objective = objective or Objective()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -109,22 +143,9 @@ def fine_tune(model: Classifier, labelled: TrainSet, dev_tokens: list, dev_y: np
     model.train()
     for step in range(1, steps + 1):
         lab_idx = next(lab_iter)
-        uns_idx = next(uns_iter) if uns_iter is not None else lab_idx[:0]
-        seqs = [labelled.tokens[labelled.ids[i]] for i in lab_idx]
-        if uns_iter is not None:
-            seqs += [pseudo.tokens[pseudo.ids[i]] for i in uns_idx]
-        ids, mask = collate(seqs, pad_id, device)  # one forward for both streams
-        n = len(lab_idx)
-        with autocast(device, cfg["amp"]):
-            logits, feats = model(ids, mask)
-        y, w, _ = _labels(labelled, lab_idx, device)
-        batch = TrainBatch(step, steps, logits[:n], feats[:n], y, w)
-        if uns_iter is not None:
-            batch.y_u, batch.w_u, batch.ids_u = _labels(pseudo, uns_idx, device)
-            batch.logits_u, batch.features_u = logits[n:], feats[n:]
-            batch.inputs_u = (ids[n:], mask[n:])
-        with autocast(device, cfg["amp"]):
-            loss = objective(batch)
+        uns_idx = next(uns_iter) if uns_iter is not None else None
+        loss = step_loss(model, objective, step, steps, labelled, lab_idx, pseudo, uns_idx,
+                         pad_id, cfg["amp"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"], foreach=True)
         opt.step()

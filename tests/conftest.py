@@ -106,3 +106,11 @@ def make_view():
                          rng=np.random.default_rng(seed), dataset=dataset, num_classes=c,
                          extras=extras or Extras(), allow_pseudo=setting != "al")
     return build
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=[
+    pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])])
+def device(request) -> str:
+    """A test taking ``device`` runs on the CPU, and on CUDA where there is one
+    (``pytest -m cuda`` runs only the CUDA half: scripts/gpu_check.sh)."""
+    return request.param

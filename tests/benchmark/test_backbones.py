@@ -1,9 +1,11 @@
-"""Backbones: the offline MiniLM, order-restoring batched inference, MC dropout that cleans up."""
+"""Backbones: the offline MiniLM, order-restoring batched inference, MC dropout that cleans up,
+packed batches that give what padded ones give."""
 import numpy as np
+import pytest
 import torch
 
-from benchmark.backbones import (build_classifier, load_tokenizer, mc_dropout_probs, predict,
-                                 resolve_backbone, tokenize)
+from benchmark.backbones import (build_classifier, collate, load_tokenizer, mc_dropout_probs,
+                                 pack_texts, predict, resolve_backbone, supports_packing, tokenize)
 
 
 def test_offline_minilm_loads_and_classifies():
@@ -109,3 +111,75 @@ def test_bf16_inference_is_bit_identical_to_per_batch_autocast_and_restores_weig
         pass
     for k, v in model.state_dict().items():                      # float32 weights are back
         assert v.dtype == before[k].dtype and torch.equal(v, before[k])
+
+
+# ----------------------------------------------------------------------------------------------
+# Packing (training without padding)
+# ----------------------------------------------------------------------------------------------
+
+def test_pack_texts_puts_each_text_whole_in_one_row_first_fit_decreasing():
+    seqs = [np.arange(10, 10 + n) for n in (3, 5, 2, 4)]
+    p = pack_texts(seqs, pad_id=0, device="cpu")
+    # widest text first: 5 fills row 0, 4 opens row 1, 3 does not fit beside it (row 2), 2 joins 3
+    assert p.input_ids.shape == (3, 5)
+    assert p.rows.tolist() == [2, 0, 2, 1] and p.starts.tolist() == [0, 0, 3, 0]
+    for i, s in enumerate(seqs):
+        r, a = int(p.rows[i]), int(p.starts[i])
+        assert p.input_ids[r, a:a + len(s)].tolist() == s.tolist()
+        assert p.position_ids[r, a:a + len(s)].tolist() == list(range(len(s)))
+        assert (p.segments[r, a:a + len(s)] == i).all()
+    assert p.input_ids[1, 4] == 0 and p.segments[1, 4] == -2   # row 1's padding: its own segment
+    assert p.real_share == 14 / 15
+
+
+def _tiny_roberta(folder):
+    from transformers import RobertaConfig, RobertaModel
+
+    torch.manual_seed(0)
+    cfg = RobertaConfig(vocab_size=1200, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=40, pad_token_id=1)
+    return RobertaModel(cfg, add_pooling_layer=False)
+
+
+@pytest.mark.parametrize("arch", ["bert-sdpa", "bert-eager", "roberta"])
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_packed_forward_and_gradients_equal_the_padded_ones(tiny_backbone, arch, pooling, tmp_path):
+    """Packing is exact: outputs and parameter gradients as from the padded batch, up to rounding
+    (dropout off; fp32). Positions restart per text (RoBERTa's from padding_idx + 1), and the
+    block-diagonal mask keeps texts sharing a row from seeing each other."""
+    from benchmark.backbones import Classifier, _pristine_encoder
+
+    if arch == "roberta":
+        encoder, pad = _tiny_roberta(tmp_path), 1
+    else:
+        import copy
+        encoder, pad = copy.deepcopy(_pristine_encoder(tiny_backbone)), 0
+        encoder.config._attn_implementation = arch.split("-")[1]
+    torch.manual_seed(1)
+    model = Classifier(encoder, 3, dropout=0.0, pooling=pooling).train()
+    for m in model.modules():                  # attention dropout included
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    assert supports_packing(model)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(5, 1100, size=int(n)) for n in rng.integers(2, 30, 11)]
+    grads = []
+    for inputs in ((pack_texts(seqs, pad, "cpu"),), collate(seqs, pad, "cpu")):
+        model.zero_grad()
+        logits, feats = model(*inputs)
+        (logits.square().sum() + feats.sum()).backward()
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+        if len(grads) == 1:
+            packed = (logits.detach(), feats.detach())
+    assert torch.allclose(packed[0], logits, atol=1e-5)
+    assert torch.allclose(packed[1], feats, atol=1e-5)
+    assert len(grads[0]) == len(grads[1]) > 10
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_packing_is_left_to_encoders_it_is_known_to_be_exact_for(tiny_backbone):
+    model = build_classifier(tiny_backbone, 2, seed=0)
+    assert supports_packing(model)
+    model.encoder.config._attn_implementation = "flash_attention_2"   # ignores a 4-D mask
+    assert not supports_packing(model)

@@ -8,8 +8,9 @@ import torch
 from benchmark.bench import bench, parse_overhead_at, report, report_overhead_at
 
 
-def test_bench_figures_are_consistent(toy_data, tiny_overrides):
-    r = bench("actune", str(toy_data), "smoke", setting="ssal", overrides=tiny_overrides)
+def test_bench_figures_are_consistent(toy_data, tiny_overrides, device):
+    r = bench("actune", str(toy_data), "smoke", setting="ssal", overrides=tiny_overrides,
+              device=device, train_steps=3)
     assert r["method"] == "actune" and r["n_pool"] == 120
     assert r["inference_texts_per_s"] == pytest.approx(r["n_pool"] / r["inference_s"])
     assert r["inference_share_of_bf16_peak"] == pytest.approx(
@@ -20,8 +21,19 @@ def test_bench_figures_are_consistent(toy_data, tiny_overrides):
     assert 0 < overhead <= r["query_s"] <= r["round_s"]
     assert r["overhead_share"] == pytest.approx(overhead / r["round_s"])
     assert r["peak_rss_mb"] > 0
+    # the same training steps on both paths; the packed one never computes on more padding
+    assert r["train_compare_steps"] == 3 and r["train_compare_texts_per_step"] == 8 + 32
+    assert 0 < r["train_padded_real_share"] <= r["train_packed_real_share"] <= 1
+    assert r["train_packed_speedup"] == pytest.approx(
+        r["train_packed_useful_tokens_per_s"] / r["train_padded_useful_tokens_per_s"])
+    assert r["train_floor_ms_per_step"] > 0
+    if device == "cuda":
+        assert r["peak_gpu_memory_mb"] > 0 and "CUDA" in r["bf16_path"]
+    else:
+        assert r["peak_gpu_memory_mb"] is None
     text = report(r)
     assert "overhead (RS + MMB)" in text and "share of bf16 matmul peak" in text
+    assert "packed / padded useful tokens/s" in text and r["bf16_path"] in text
 
 
 
