@@ -213,6 +213,7 @@ class ACTune(Method):
         m_high=0.9,                 # m_H of Eq. 10
         st_growth=500,              # self-training set grows by this many points per round
         kmeans_iters=100,           # cap on Lloyd iterations
+        kmeans_sample=20000,        # larger pools: centroids fitted on a seeded sample this size
     )
     dataset_params = TABLE2
     cost = "one inference pass + weighted K-means on the pool"
@@ -262,7 +263,8 @@ class ACTune(Method):
                 k = min(hp["n_clusters"], len(ids))
                 weights = a if hp["weighted_clustering"] else None
                 assign = weighted_kmeans(view.features[ids], weights, k, rng,
-                                         hp["kmeans_iters"], device=view.device).assign.cpu()
+                                         hp["kmeans_iters"], device=view.device,
+                                         sample=hp["kmeans_sample"]).assign.cpu()
                 pseudo_now = view.probs[ids].argmax(-1)
                 u = region_scores(assign, a, pseudo_now, k, view.num_classes, hp["beta"])
                 if region_query_on:

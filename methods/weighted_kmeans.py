@@ -319,7 +319,7 @@ def weighted_centroids(x: torch.Tensor, weights: torch.Tensor, assign: torch.Ten
 def weighted_kmeans(x: torch.Tensor, weights: torch.Tensor | None, k: int,
                     rng: np.random.Generator, max_iter: int = 100, tol: float = 1e-4,
                     device: torch.device | str | None = None,
-                    dtype: torch.dtype = torch.float32) -> Clustering:
+                    dtype: torch.dtype = torch.float32, sample: int | None = None) -> Clustering:
     """Alternate Eq. 3 and Eq. 4 from a k-means++ start until the assignments settle.
 
     Settled = at most ``floor(tol * n)`` points changed cluster in the last step: exactly a
@@ -327,10 +327,26 @@ def weighted_kmeans(x: torch.Tensor, weights: torch.Tensor | None, k: int,
     iterations that move a handful of boundary points. ``weights=None`` is plain K-means.
     Distances in ``dtype`` on ``device`` (default: where ``x`` is); ``dtype=torch.float64`` is
     the reference that the float32 path reproduces.
+
+    ``sample``: on a pool larger than this, the centroids are fitted on a seeded uniform sample
+    of ``sample`` points (with their weights) and every point then goes to its nearest centroid.
+    K <= 40 centroids of a 384-d space are pinned down by 20k points as well as by 500k, while a
+    Lloyd iteration costs in proportion to n: at 100k texts the full fit takes 100 iterations
+    without settling (a few hundred boundary points drift each step) and 2.6% of a CPU round.
+    Pools no larger than ``sample`` are clustered exactly as without it (no random draw is added).
     """
     src = torch.as_tensor(x)
     src = src.to(device if device is not None else src.device)
     w = _check_weights(src, weights)
+    if sample is not None and len(src) > int(sample):
+        part = torch.as_tensor(np.sort(rng.choice(len(src), size=int(sample), replace=False)),
+                               device=src.device)
+        fit = weighted_kmeans(src[part], w[part], k, rng, max_iter, tol, dtype=dtype)
+        with torch.autocast(src.device.type, enabled=False), _one_thread(src.device):
+            full = _Assignment(_Pool(src, dtype))
+            full.step(fit.centres)
+        return Clustering(full.assign, fit.centres, fit.iterations, fit.converged,
+                          fit.near_ties + full.near_ties)
     allowed = int(tol * len(src))
     with torch.autocast(src.device.type, enabled=False), _one_thread(src.device):
         pool = _Pool(src, dtype)

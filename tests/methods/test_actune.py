@@ -191,6 +191,26 @@ def test_lloyd_steps_never_increase_the_weighted_objective():
     assert objective[-1] < objective[0]
 
 
+def test_sampled_fit_leaves_small_pools_alone_and_fits_large_ones_on_the_sample():
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.randn(300, 8, generator=g) + 20 * torch.eye(8)[c] for c in range(4)])
+    w = torch.rand(len(x), generator=g) + 0.1
+    plain = weighted_kmeans(x, w, 4, np.random.default_rng(0))
+    # a pool no larger than the sample: the very same clustering (no extra random draw)
+    same = weighted_kmeans(x, w, 4, np.random.default_rng(0), sample=len(x))
+    assert torch.equal(same.assign, plain.assign) and torch.equal(same.centres, plain.centres)
+    # larger: the centroids are the fit on a seeded sample, then every point takes its nearest
+    rng = np.random.default_rng(0)
+    part = np.sort(rng.choice(len(x), size=200, replace=False))
+    on_sample = weighted_kmeans(x[part], w[part], 4, rng)
+    sampled = weighted_kmeans(x, w, 4, np.random.default_rng(0), sample=200)
+    assert torch.equal(sampled.centres, on_sample.centres)
+    assert torch.equal(sampled.assign, assign_points(x, sampled.centres, torch.float64))
+    # four separated blobs: 200 points find the same partition as all 1,200 (up to naming)
+    pairs = set(zip(plain.assign.tolist(), sampled.assign.tolist()))
+    assert len(pairs) == 4
+
+
 def test_centroid_sums_are_float64_where_float32_would_lose_the_mean():
     g = torch.Generator().manual_seed(0)
     x = 1e4 + torch.randn(20000, 4, generator=g)     # float32 features far from the origin
