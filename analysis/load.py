@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.results import CHECKPOINT, CONFIG, DONE, FAILED, RECORDS, read_records
+from benchmark.settings import SETTINGS
 
 # Fields a round record must have for the analysis to use it (benchmark/loop.py writes them).
 REQUIRED = ("method", "dataset", "seed", "setting", "round", "n_labels", "test_acc")
@@ -47,6 +48,14 @@ def _read_config(folder: Path, problems: list[str]) -> dict:
     except ValueError as exc:
         problems.append(f"{folder.name}: unreadable {CONFIG} ({exc})")
         return {}
+
+
+def setting_label(cfg: dict, fallback: str | None = None) -> str | None:
+    """The setting with the values of the options it declares, e.g. ``weak/keep``: two readings
+    of one setting are two comparisons, never one comparison of mixed protocols."""
+    name = cfg.get("setting", fallback)
+    options = SETTINGS.get(name).options if name in SETTINGS else {}
+    return "/".join([name, *(str(cfg[k]) for k in options if k in cfg)]) if name else name
 
 
 def _status(folder: Path) -> str:
@@ -90,7 +99,8 @@ def load_results(root: str | Path) -> Results:
                                 f"({rec.get('config_hash')}); skipped")
                 continue
             row = _flatten(rec)
-            row.update(run=folder.name, path=str(folder), status=status,
+            row.update(setting=setting_label(cfg, row.get("setting")),
+                       run=folder.name, path=str(folder), status=status,
                        params_key=json.dumps(params, sort_keys=True, default=str),
                        protocol=_short_hash(protocol) if cfg else "unknown")
             row.update({f"param_{k}": v for k, v in params.items()
@@ -103,7 +113,7 @@ def load_results(root: str | Path) -> Results:
         runs.append(dict(run=folder.name, path=str(folder), status=status,
                          method=cfg.get("method", first.get("method")),
                          dataset=cfg.get("dataset_name", first.get("dataset")),
-                         setting=cfg.get("setting", first.get("setting")),
+                         setting=setting_label(cfg, first.get("setting")),
                          seed=cfg.get("seed", first.get("seed")), preset=cfg.get("preset"),
                          params=params, n_records=kept, last_round=last_round,
                          rounds=rounds_expected,
