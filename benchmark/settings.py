@@ -107,8 +107,8 @@ class WeakSupervision(Setting):
     in all, i.e. ``budget = min(preset budget, 500 // rounds)``; and, because the weak set is the
     whole pool (~4,800 texts of TREC's 5,033), a bound on supervised training steps: a round
     never trains longer than the last round of an AL run under the same preset,
-    ``max_steps = epochs * ceil((initial_size + rounds * budget) / batch_size)`` (cpu: 552
-    steps, paper: 2,070, smoke: 16), unless the preset already sets ``max_steps``.
+    ``max_steps = epochs * ceil((initial_size + rounds * budget) / batch_size)`` (cpu: 414
+    steps, paper: 2,070, smoke: 40 through ``min_steps``), unless the preset sets ``max_steps``.
     """
     name, allow_pseudo = "weak", True
     needs_weak_labels = True      # the loop loads weak_*.jsonl (split.weak) for this setting

@@ -48,14 +48,16 @@ def test_ssal_never_gets_fewer_labelled_passes_than_al(preset, dataset):
 
 
 def test_the_rule_by_hand_in_the_cpu_preset():
-    cpu = resolve("st", "trec", 0, "ssal", "cpu")
+    cpu = resolve("st", "trec", 0, "ssal", "cpu", {"epochs": 4})     # the study's old epochs
     # AL: 4 epochs of ceil(n / 8) batches, at least 60; SSAL: at least st_steps = 180
     assert [training_steps(cpu, n) for n in (100, 200, 1100)] == [60, 100, 552]
     assert [training_steps(cpu, n, 1) for n in (100, 200, 1100)] == [180, 180, 552]
     # before the rule, SSAL's 180 steps at 1,100 labels were 1.3 passes against AL's 4.0
     assert labelled_passes(cpu, 1100, 1) == pytest.approx(552 * 8 / 1100)
-    weak = resolve("st", "trec", 0, "weak", "cpu", {"weak_labels": "keep"})
+    weak = resolve("st", "trec", 0, "weak", "cpu", {"weak_labels": "keep", "epochs": 4})
     assert weak["max_steps"] == 552 and training_steps(weak, N_WEAK, 1) == 552
+    now = resolve("st", "trec", 0, "ssal", "cpu")                   # 3 epochs
+    assert [training_steps(now, n, 1) for n in (100, 600, 1100)] == [180, 225, 414]
 
 
 class CountingObjective(Objective):

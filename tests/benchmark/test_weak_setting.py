@@ -58,7 +58,7 @@ def test_datasets_without_weak_labels_give_a_clear_error(toy_data):
 def test_protocol_defaults_budget_500_and_bounded_training_never_over_set():
     cpu = resolve("st", "trec", 0, "weak", "cpu")
     assert cpu["budget"] * cpu["rounds"] == 500 and cpu["weak_labels"] == "init"
-    assert cpu["max_steps"] == cpu["epochs"] * int(np.ceil((100 + 10 * 100) / 8)) == 552
+    assert cpu["max_steps"] == cpu["epochs"] * int(np.ceil((100 + 10 * 100) / 8)) == 414
     mine = resolve("st", "trec", 0, "weak", "cpu", {"budget": 30, "max_steps": 99})
     assert (mine["budget"], mine["max_steps"]) == (30, 99)
     assert resolve("st", "trec", 0, "ssal", "cpu")["budget"] == 100     # other settings untouched

@@ -5,6 +5,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmark.training import training_steps
@@ -19,9 +20,18 @@ def load_script():
     return module
 
 
-def test_quick_estimate_adds_up_the_protocol(toy_data, tiny_overrides, tmp_path, capsys):
-    from tests.benchmark.test_weak_setting import add_weak_files
+def add_weak_files(folder):
+    """Rule votes for the toy topics: the gold label on 90% of rows, abstain elsewhere."""
+    rng = np.random.default_rng(0)
+    names = json.loads((folder / "labels.json").read_text())
+    for split in ("train", "dev", "test"):
+        rows = [json.loads(x) for x in (folder / f"{split}.jsonl").read_text().splitlines()]
+        for r in rows:
+            r["weak_labels"] = [names.index(r["label"]) if rng.random() < 0.9 else -1]
+        (folder / f"weak_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
+
+def test_quick_estimate_adds_up_the_protocol(toy_data, tiny_overrides, tmp_path, capsys):
     add_weak_files(toy_data)
     grid = tmp_path / "toy.yaml"
     grid.write_text(json.dumps({
