@@ -17,6 +17,7 @@ import pandas as pd
 from benchmark.device import describe
 from benchmark.results import (CHECKPOINT, CONFIG, DONE, FAILED, META, RECORDS, duplicate_rounds,
                                missing_rounds, read_records)
+from benchmark.settings import SETTINGS
 
 # Fields a round record must have for the analysis to use it (benchmark/loop.py writes them).
 REQUIRED = ("method", "dataset", "seed", "setting", "round", "n_labels", "test_acc")
@@ -82,6 +83,14 @@ def _round0_key(cfg: dict, first: dict) -> str | None:
     return _short_hash([{k: v for k, v in cfg.items() if k not in NOT_ROUND0}, start])
 
 
+def setting_label(cfg: dict, fallback: str | None = None) -> str | None:
+    """The setting with the values of the options it declares, e.g. ``weak/keep``: two readings
+    of one setting are two comparisons, never one comparison of mixed protocols."""
+    name = cfg.get("setting", fallback)
+    options = SETTINGS.get(name).options if name in SETTINGS else {}
+    return "/".join([name, *(str(cfg[k]) for k in options if k in cfg)]) if name else name
+
+
 def _status(folder: Path) -> str:
     if (folder / DONE).exists():
         return "done"
@@ -134,7 +143,8 @@ def load_results(root: str | Path) -> Results:
                                 f"({rec.get('config_hash')}); skipped")
                 continue
             row = _flatten(rec)
-            row.update(run=folder.name, path=str(folder), status=status,
+            row.update(setting=setting_label(cfg, row.get("setting")),
+                       run=folder.name, path=str(folder), status=status,
                        params_key=json.dumps(params, sort_keys=True, default=str),
                        protocol=_short_hash(protocol) if cfg else "unknown",
                        test_size=cfg.get("test_size"))  # a cap: the noise model checks it
@@ -148,7 +158,7 @@ def load_results(root: str | Path) -> Results:
         runs.append(dict(run=folder.name, path=str(folder), status=status,
                          method=cfg.get("method", first.get("method")),
                          dataset=cfg.get("dataset_name", first.get("dataset")),
-                         setting=cfg.get("setting", first.get("setting")),
+                         setting=setting_label(cfg, first.get("setting")),
                          seed=cfg.get("seed", first.get("seed")), preset=cfg.get("preset"),
                          params=params, n_records=kept, last_round=last_round,
                          rounds=rounds_expected, device=_device(folder),

@@ -111,6 +111,8 @@ def cmd_list(args):
             print(f"   on {ds}: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
         if p.method_params:
             print("   method parameters: " + ", ".join(f"{k}={v}" for k, v in p.method_params.items()))
+        for ds, extra in p.dataset_method_params.items():
+            print(f"   method parameters on {ds}: " + ", ".join(f"{k}={v}" for k, v in extra.items()))
 
 
 @subcommand("grid", "launch a grid of runs (SLURM, local or debug), show its status, retry")

@@ -1,7 +1,9 @@
 """Resolve one run's configuration and its identity (the hash that names its run folder).
 
 Order, later wins: preset defaults < the dataset's paper values < the preset's per-dataset entry
-< the method's (per-dataset) defaults for its own parameters < ``--set key=value`` overrides.
+< the setting's own keys (``Setting.options``) < the method's (per-dataset) defaults for its own
+parameters < the preset's method parameters (all datasets, then per dataset) < ``--set
+key=value`` overrides.
 A setting's protocol values (``Setting.config_defaults``, e.g. the weak setting's budget) are
 computed from the preset and the overrides and replace preset values, never ``--set`` ones.
 
@@ -220,8 +222,10 @@ def resolve(method: str, dataset: str, seed: int = 0, setting: str = "al", prese
         if cfg.get(key) is None:
             cfg[key] = value
     cfg.update(p.per_dataset.get(spec.name, {}))
+    cfg.update(SETTINGS.get(setting).options)   # the setting's own keys (weak_labels)
     params = cls.defaults(spec.name)
-    params.update({k: v for k, v in p.method_params.items() if k in params})
+    for given in (p.method_params, p.dataset_method_params.get(spec.name, {})):
+        params.update({k: v for k, v in given.items() if k in params})
     explicit = set()
     for key, value in (overrides or {}).items():
         name = key.split(".", 1)[1] if key.startswith("params.") else key

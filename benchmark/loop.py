@@ -124,9 +124,10 @@ class Run:
     def _fresh_state(self) -> dict:
         rng = np.random.default_rng(derive_seed(self.cfg["seed"], "initial"))
         init = self.setting.initial(self.pool_y, self.cfg["initial_size"], rng,
-                                    dataset=self.data, pool_idx=self.pool_idx)
+                                    dataset=self.data, pool_idx=self.pool_idx, cfg=self.cfg)
         return {"round": -1, "labels": dict(zip(init.ids.tolist(), init.labels.tolist())),
                 "clean": sorted(init.clean.tolist()), "pseudo": None, "records": [],
+                "round0_only": init.round0_only,
                 "pending": {"queried": init.clean.tolist(), "time": {}, "info": init.info},
                 "method": self.method.state_dict(), "pool_idx": self.pool_idx}
 
@@ -224,7 +225,7 @@ class Run:
                                  self.vocab).to(self.device)
         if progress is not None:
             with_pseudo = pseudo is not None and len(pseudo) > 0
-            progress.start_round(t, training_steps(cfg, len(labelled), with_pseudo), with_pseudo)
+            progress.start_round(t, training_steps(cfg, len(labelled), int(with_pseudo)), with_pseudo)
         with timer("train"):
             info = fine_tune(model, labelled, self.dev_tokens, self.dev_y, cfg,
                              derive_seed(seed, t, "train"), self.pad_id, pseudo,
@@ -284,14 +285,21 @@ class Run:
         for i in sel.query.tolist():
             state["labels"][i] = int(self.pool_y[i])  # the oracle reveals the gold label
         state["clean"] = sorted(set(state["clean"]) | set(sel.query.tolist()))
+        if state.pop("round0_only", False):  # initial labels trained round 0 only (weak=init)
+            state["labels"] = {i: state["labels"][i] for i in state["clean"]}
         state["pseudo"] = None
         if len(sel.pseudo_ids) and self.setting.allow_pseudo:
             keep = ~np.isin(sel.pseudo_ids, sel.query)
             ids, labels = sel.pseudo_ids[keep], sel.pseudo_labels[keep]
             weights = None if sel.pseudo_weights is None else sel.pseudo_weights[keep]
-            hard = labels if labels.ndim == 1 else labels.argmax(-1)
+            hard = np.asarray(labels if labels.ndim == 1 else labels.argmax(-1), dtype=np.int64)
             info["pseudo_acc"] = float((hard == self.pool_y[ids]).mean()) if len(ids) else None
             info["pseudo_digest"] = pseudo_digest(ids, labels)
+            # class balance of the pseudo-labels, against their hidden gold labels and the pool's
+            C = self.data.num_classes
+            info["pseudo_hist"] = np.bincount(hard, minlength=C).tolist()
+            info["pseudo_gold_hist"] = np.bincount(self.pool_y[ids], minlength=C).tolist()
+            info["pool_gold_hist"] = np.bincount(self.pool_y, minlength=C).tolist()
             state["pseudo"] = {"ids": ids, "labels": labels, "weights": weights}
         if cfg.get("save_features") and t == 1 and feats is not None:
             np.savez_compressed(self.store.path / f"features_round{t}.npz",

@@ -55,7 +55,7 @@ class RunProgress:
         for r in range(t, self.rounds + 1):
             n = int(min(n_labelled + (r - t) * int(self.cfg["budget"]), cap))
             with_pseudo = pseudo and r > 0
-            self.plan[r] = (training_steps(self.cfg, n, with_pseudo),
+            self.plan[r] = (training_steps(self.cfg, n, int(with_pseudo)),
                             self._texts_per_step(with_pseudo))
 
     @property

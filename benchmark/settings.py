@@ -20,12 +20,15 @@ class InitialLabels:
     labels: np.ndarray       # their labels (gold, or weak in the weak setting)
     clean: np.ndarray        # the subset whose gold label was revealed (counts against budget)
     info: dict               # extra facts for the round-0 record (e.g. weak-label accuracy)
+    round0_only: bool = False  # True: labels outside ``clean`` train round 0 only; from round 1
+                               # the labelled set is the clean labels and the rest is unlabelled
 
 
 class Setting:
     name = ""
     allow_pseudo = True
     description = ""
+    options: dict = {}   # config keys this setting adds (with defaults); ``--set`` may change them
 
     def config_defaults(self, cfg: dict) -> dict:
         """Config values this setting's protocol fixes, given the preset's resolved ``cfg``.
@@ -36,7 +39,8 @@ class Setting:
         return {}
 
     def initial(self, pool_y: np.ndarray, size: int, rng: np.random.Generator,
-                dataset=None, pool_idx: np.ndarray | None = None) -> InitialLabels:
+                dataset=None, pool_idx: np.ndarray | None = None,
+                cfg: dict | None = None) -> InitialLabels:
         """``size`` random pool points with their gold labels (the paper's initial set)."""
         if size > len(pool_y):
             raise ValueError(f"initial_size {size} is larger than the pool ({len(pool_y)})")
@@ -87,25 +91,37 @@ def majority_vote(votes: np.ndarray, num_classes: int, rng: np.random.Generator
 class WeakSupervision(Setting):
     """The initial labelled set is the whole pool labelled by majority vote over the labelling
     rules (the paper uses Snorkel's label model; majority vote is WRENCH's simplest and has no
-    parameters to fit); rows where every rule abstains stay unlabelled. The model is fine-tuned
-    on these weak labels (Eq. 1), then each round queries clean labels from the oracle and
-    self-trains as the method says. Weak labels cost nothing, so they do not count against the
-    label budget (``counts_initial``); ``n_labels`` counts clean labels only.
+    parameters to fit); rows where every rule abstains stay unlabelled. The model of round 0 is
+    fine-tuned on these weak labels (Eq. 1), then each round queries clean labels from the oracle
+    and self-trains as the method says. Weak labels cost nothing, so they do not count against
+    the label budget (``counts_initial``); ``n_labels`` counts clean labels only.
+
+    ``weak_labels`` (an option of this setting) says what the weak labels do after round 0:
+    ``init`` (default): they gave the initial model f(theta(0)) (and through its predictions the
+    memory bank's first entry), and from round 1 the labelled set is the clean queried labels
+    only, every other pool text unlabelled (the paper: "fine-tune the pre-trained LM f(theta(0))
+    on Xl. After that, we adopt ACTUNE for active self-training"); ``keep``: they stay in the
+    labelled set, at full weight, in every round, next to the clean labels.
 
     Protocol values (:meth:`config_defaults`, never over ``--set``): the paper's 500 clean labels
     in all, i.e. ``budget = min(preset budget, 500 // rounds)``; and, because the weak set is the
-    whole pool (~1,900 texts under the cpu preset, ~4,800 with ``pool_size=null``), a bound on
-    supervised training steps: a round never trains longer than the last round of an AL run under
-    the same preset, ``max_steps = epochs * ceil((initial_size + rounds * budget) / batch_size)``
-    (cpu: 552 steps, paper: 2,070, smoke: 16), unless the preset already sets ``max_steps``.
+    whole pool (~4,800 texts of TREC's 5,033), a bound on supervised training steps: a round
+    never trains longer than the last round of an AL run under the same preset,
+    ``max_steps = epochs * ceil((initial_size + rounds * budget) / batch_size)`` (cpu: 414
+    steps, paper: 2,070, smoke: 40 through ``min_steps``), unless the preset sets ``max_steps``.
     """
     name, allow_pseudo = "weak", True
     needs_weak_labels = True      # the loop loads weak_*.jsonl (split.weak) for this setting
     counts_initial = False        # weak labels are free: the budget check ignores them
+    options = {"weak_labels": "init"}
+    READINGS = ("init", "keep")
     description = ("weak supervision: start from rule-based (majority-vote) labels of the whole "
-                   "pool, then query clean labels (500 in all)")
+                   "pool, then query clean labels (500 in all); weak_labels=init|keep")
 
     def config_defaults(self, cfg: dict) -> dict:
+        if cfg.get("weak_labels") not in self.READINGS:
+            raise ValueError(f"weak_labels must be one of {', '.join(self.READINGS)}, "
+                             f"got {cfg.get('weak_labels')!r}")
         out = {"budget": max(1, min(int(cfg["budget"]), WEAK_TOTAL_BUDGET // int(cfg["rounds"])))}
         if not cfg.get("max_steps"):
             largest = int(cfg["initial_size"]) + int(cfg["rounds"]) * int(cfg["budget"])
@@ -114,7 +130,8 @@ class WeakSupervision(Setting):
         return out
 
     def initial(self, pool_y: np.ndarray, size: int, rng: np.random.Generator,
-                dataset=None, pool_idx: np.ndarray | None = None) -> InitialLabels:
+                dataset=None, pool_idx: np.ndarray | None = None,
+                cfg: dict | None = None) -> InitialLabels:
         weak = None if dataset is None else dataset.train.weak
         if weak is None:
             name = getattr(dataset, "name", "this dataset")
@@ -127,7 +144,9 @@ class WeakSupervision(Setting):
         info = {"weak_coverage": float(covered.mean()),
                 "weak_acc": float((label[ids] == pool_y[ids]).mean()) if len(ids) else None,
                 "n_weak": int(len(ids))}
-        return InitialLabels(ids, label[ids], np.zeros(0, dtype=np.int64), info)
+        reading = (cfg or {}).get("weak_labels", self.options["weak_labels"])
+        return InitialLabels(ids, label[ids], np.zeros(0, dtype=np.int64), info,
+                             round0_only=reading == "init")
 
 
 SETTINGS.add(WeakSupervision.name, WeakSupervision())

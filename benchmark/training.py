@@ -1,8 +1,10 @@
 """Fine-tuning: AdamW, linear warm-up and decay, dev-set model selection, per-sample weights.
 
 Generic on purpose: a method changes the loss through its :class:`methods.base.Objective`,
-never through a branch here. Without pseudo-labels training runs ``epochs`` over the labelled
-set; with them it runs ``st_steps`` steps (paper B.4), each on one labelled and one
+never through a branch here, and reports what its loss did through ``Objective.diagnostics``.
+How many steps a round trains is one rule, :func:`training_steps`: ``epochs`` over the labelled
+set without pseudo-labels; with them at least ``st_steps`` (paper B.4) and never fewer than the
+same labelled set gets without them (budget parity), each step on one labelled and one
 pseudo-labelled batch, passed through the model together, packed without padding (``step_loss``).
 """
 from __future__ import annotations
@@ -55,14 +57,22 @@ def _labels(data: TrainSet, idx: np.ndarray, device):
     return y.to(device), w.to(device), torch.as_tensor(data.ids[idx])
 
 
-def training_steps(cfg: dict, n_labelled: int, with_pseudo: bool) -> int:
-    """Steps of one round: ``epochs`` over the labels (at least ``min_steps``, at most
-    ``max_steps``), or ``st_steps`` when pseudo-labels join (paper B.4)."""
-    if with_pseudo:
-        return int(cfg["st_steps"])
+def training_steps(cfg: dict, n_labelled: int, n_pseudo: int = 0) -> int:
+    """The protocol's step count for a round, in every preset and setting.
+
+    Without pseudo-labels: ``epochs`` passes over the labelled set, at least ``min_steps``, at
+    most ``max_steps``. With pseudo-labels: ``max(st_steps, that count)``. Each step draws one
+    labelled batch either way, so a self-training round never makes fewer passes over its
+    labelled set than an AL round on the same set: a fixed ``st_steps`` alone (the paper's 2000)
+    would starve late rounds, whose labelled sets outgrow it, of supervised training.
+    """
     steps = max(int(cfg["epochs"]) * math.ceil(n_labelled / cfg["batch_size"]),
                 int(cfg["min_steps"]))
-    return min(steps, int(cfg["max_steps"])) if cfg.get("max_steps") else steps
+    if cfg.get("max_steps"):
+        steps = min(steps, int(cfg["max_steps"]))
+    if n_pseudo > 0:
+        steps = max(int(cfg["st_steps"]), steps)
+    return steps
 
 
 def step_loss(model: Classifier, objective: Objective, step: int, steps: int,
@@ -109,7 +119,7 @@ def fine_tune(model: Classifier, labelled: TrainSet, dev_tokens: list, dev_y: np
     torch.manual_seed(seed)
     if pseudo is not None and len(pseudo) == 0:
         pseudo = None
-    steps = training_steps(cfg, len(labelled), pseudo is not None)
+    steps = training_steps(cfg, len(labelled), 0 if pseudo is None else len(pseudo))
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 else decay).append(p)
@@ -157,6 +167,10 @@ def fine_tune(model: Classifier, labelled: TrainSet, dev_tokens: list, dev_y: np
             progress.update(1)
     model.load_state_dict(best_state)
     model.eval()
-    return {"steps": steps, "best_step": best["step"], "dev_acc_best": best["acc"],
+    info = {"steps": steps, "best_step": best["step"], "dev_acc_best": best["acc"],
             "train_seconds": time.perf_counter() - start - eval_seconds,
-            "dev_eval_seconds": eval_seconds}
+            "dev_eval_seconds": eval_seconds,
+            "labelled_passes": steps * cfg["batch_size"] / len(labelled)}
+    if pseudo is not None:
+        info["pseudo_passes"] = steps * cfg["batch_size_unlabelled"] / len(pseudo)
+    return {**info, **objective.diagnostics()}

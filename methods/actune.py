@@ -21,8 +21,14 @@ labels, low-uncertainty points are pseudo-labelled for self-training (paper sect
    the averaged probabilities; value-based (Eq. 12-13) averages a(x) itself and takes
    pseudo-labels from the current prediction.
 5. Loss (Eq. 14, :class:`ThresholdedSelfTraining`): labelled CE + lambda * mean over the
-   pseudo-labelled batch of 1[p(y~ | x) > gamma] * CE, the mask computed per sample from the
-   model being trained.
+   pseudo-labelled batch of omega * CE, omega = 1[p(y~ | x) > gamma] per sample. The paper's
+   text takes p from the model being trained (``mask_source="student"``, the default); the
+   official code takes it from the stored prediction the pseudo-label came from
+   (``mask_source="teacher"``: here the memory bank's probability of y~, or the selecting
+   model's under the value bank and without one), fixed for the round (the official code also
+   scales each loss by that confidence; not reproduced). A fresh student starts
+   near 1/C < gamma, so the two differ most early in training; the share of pseudo-labelled
+   samples that passed is recorded per round (``omega_pass_rate`` in the ``train`` record).
 
 a(x) is any registered :class:`UncertaintyMethod` (``uncertainty=``); another registered method
 may choose the queries instead (``query_method=``, paper Fig. 5a) while ACTUNE chooses the
@@ -45,6 +51,7 @@ from .registry import get_method, register
 from .weighted_kmeans import weighted_kmeans
 
 BANKS = ("prob", "value", "none")
+MASK_SOURCES = ("student", "teacher")
 
 # Paper Table 2 and section 3.1. Table 2's rows labelled "M" (25-40) and "K" (5, 10) are swapped
 # relative to the text and Fig. 4(b): K is the number of clusters, M the number of regions
@@ -159,20 +166,40 @@ class ThresholdedSelfTraining(Objective):
 
     The pseudo term is divided by the batch size, not by the number of samples passing the
     threshold (Eq. 14's 1/|S|), so a batch the model is unsure about contributes less.
+    ``teacher``: the teacher's probability of each pseudo-label, indexed by pool id (NaN where
+    unknown, which never passes); None = the student's mask (the paper's text).
     """
 
-    def __init__(self, lam: float = 1.0, gamma: float = 0.6):
+    def __init__(self, lam: float = 1.0, gamma: float = 0.6, teacher: torch.Tensor | None = None):
         super().__init__(lam)
-        self.gamma = gamma
+        self.gamma, self.teacher = gamma, teacher
+        self._passed, self._seen = torch.zeros(()), 0
+
+    def start(self, model: torch.nn.Module) -> None:
+        self._passed, self._seen = torch.zeros(()), 0
+
+    def mask(self, batch: TrainBatch) -> torch.Tensor:
+        if self.teacher is None:
+            return confidence_mask(batch.logits_u, batch.y_u, self.gamma)
+        p = self.teacher[batch.ids_u.long().cpu()]
+        return (p > self.gamma).float().to(batch.logits_u.device)
 
     def __call__(self, batch: TrainBatch) -> torch.Tensor:
         loss = (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
         if batch.logits_u is None:
             return loss
-        w = confidence_mask(batch.logits_u, batch.y_u, self.gamma)
+        w = self.mask(batch)
+        self._passed = self._passed.to(w.device) + w.sum()   # no host sync per step
+        self._seen += len(w)
         if batch.w_u is not None:
             w = w * batch.w_u
         return loss + self.lam * (w * cross_entropy(batch.logits_u, batch.y_u)).mean()
+
+    def diagnostics(self) -> dict:
+        """``omega_pass_rate``: passed / seen pseudo-labelled samples over all the round's steps."""
+        if not self._seen:
+            return {}
+        return {"omega_pass_rate": float(self._passed) / self._seen}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,6 +235,7 @@ class ACTune(Method):
         n_regions=10,               # M
         beta=0.5,                   # weight of the class entropy in u_k (Eq. 5)
         gamma=0.6,                  # confidence threshold of Eq. 14
+        mask_source="student",      # Eq. 14's p: student (paper text) | teacher (official code)
         lam=1.0,                    # lambda of Eq. 14
         m_low=0.8,                  # m_L of Eq. 10
         m_high=0.9,                 # m_H of Eq. 10
@@ -230,7 +258,11 @@ class ACTune(Method):
             get_method(hp["query_method"])  # fail at start-up on an unknown name
         if hp["n_clusters"] < 1 or hp["n_regions"] < 1:
             raise ValueError("n_clusters and n_regions must be positive")
+        if hp["mask_source"] not in MASK_SOURCES:
+            raise ValueError(f"mask_source must be one of {MASK_SOURCES}, "
+                             f"got {hp['mask_source']!r}")
         self.bank = MemoryBank()
+        self.teacher_conf: dict | None = None   # {"ids", "conf"} of the last pseudo-label set
         self._parts: dict = {}
         self._query_state: dict | None = None
 
@@ -277,24 +309,29 @@ class ACTune(Method):
         if not view.allow_pseudo:
             return Selection(query=query)
         with view.timer("memory_bank"):
-            st_scores, labels = self._bank_step(view, ids, a)
+            st_scores, probs = self._bank_step(view, ids, a)
             size = hp["st_growth"] * view.round
             chosen = self_training_set(assign, st_scores, ids, rank_regions(u, rng, False),
                                        hp["n_regions"], size, rng, exclude=query)
+            conf, labels = probs.max(-1)
             label_of = np.zeros(len(view.probs), dtype=np.int64)
-            label_of[ids] = np.asarray(labels)
+            label_of[ids] = labels.numpy()
+            conf_of = np.zeros(len(view.probs), dtype=np.float32)
+            conf_of[ids] = conf.numpy()
             pseudo = label_of[chosen]
+            self.teacher_conf = {"ids": chosen, "conf": conf_of[chosen]}
         return Selection(query=query, pseudo_ids=chosen, pseudo_labels=pseudo)
 
     def _bank_step(self, view: RoundView, ids: np.ndarray, a: torch.Tensor):
-        """Self-training uncertainty and pseudo-labels for ``ids``, through the memory bank.
+        """Self-training uncertainty for ``ids``, and the probabilities their pseudo-labels (the
+        argmax) come from, through the memory bank.
 
         The view's predictions come from the model of round ``view.round - 1``, which is the
         round whose momentum m_t weighs them in.
         """
         hp = self.hp
         kind = hp["memory_bank"]
-        current = view.probs[ids].argmax(-1).numpy()
+        current = view.probs[ids].double()
         if kind == "none":
             return a, current
         t = view.round - 1
@@ -306,13 +343,18 @@ class ACTune(Method):
         g = self.bank.update(np.arange(n_pool), view.probs, m, t, n_pool)   # Eq. 10
         smoothed = _view_with_probs(view, g)                                 # Eq. 11
         a_g = self._part("uncertainty", view.dataset).scores(smoothed, ids)
-        return torch.as_tensor(a_g, dtype=torch.float64), g[torch.as_tensor(ids)].argmax(-1).numpy()
+        return torch.as_tensor(a_g, dtype=torch.float64), g[torch.as_tensor(ids)]
 
     def objective(self, round: int, rounds: int) -> Objective:
-        return ThresholdedSelfTraining(self.hp["lam"], self.hp["gamma"])
+        teacher = None
+        if self.hp["mask_source"] == "teacher" and self.teacher_conf is not None:
+            ids = np.asarray(self.teacher_conf["ids"], dtype=np.int64)
+            teacher = torch.full((int(ids.max(initial=-1)) + 1,), float("nan"))
+            teacher[torch.as_tensor(ids)] = torch.as_tensor(self.teacher_conf["conf"]).float()
+        return ThresholdedSelfTraining(self.hp["lam"], self.hp["gamma"], teacher)
 
     def state_dict(self) -> dict:
-        state = {"bank": self.bank.state_dict()}
+        state = {"bank": self.bank.state_dict(), "teacher_conf": self.teacher_conf}
         queriers = [m for (p, _), m in self._parts.items() if p == "query_method"]
         if queriers:
             state["query_method"] = queriers[0].state_dict()
@@ -320,6 +362,7 @@ class ACTune(Method):
 
     def load_state_dict(self, state: dict) -> None:
         self.bank.load_state_dict(state.get("bank", {}))
+        self.teacher_conf = state.get("teacher_conf")
         self._query_state = state.get("query_method")
 
 

@@ -155,6 +155,11 @@ class Objective:
     def start(self, model: torch.nn.Module) -> None:
         """Called once before training (e.g. to keep a teacher copy)."""
 
+    def diagnostics(self) -> dict:
+        """Facts about what the loss did over the round (e.g. how often a mask passed), merged
+        into the round's ``train`` record after training; JSON-serialisable values."""
+        return {}
+
     def __call__(self, batch: TrainBatch) -> torch.Tensor:
         loss = (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
         if batch.logits_u is not None:

@@ -70,6 +70,21 @@ def test_mixed_protocols_reported_and_dominant_kept(tmp_path):
     assert set(main_view(res.rounds)["method"]) == {"entropy"}
 
 
+def test_two_readings_of_a_setting_are_two_comparisons_not_mixed_protocols(tmp_path):
+    for reading, final in (("init", 0.9), ("keep", 0.7)):
+        for seed in range(2):
+            write_run(tmp_path, "entropy", "trec", "weak", seed, [0.5, final],
+                      protocol=dict(PROTOCOL, weak_labels=reading))
+    write_run(tmp_path, "entropy", "trec", "ssal", 0, [0.5, 0.6])     # no options: plain name
+    res = load_results(tmp_path)
+    assert not any("protocols" in p for p in res.problems)
+    view = main_view(res.rounds)
+    assert set(view["setting"]) == {"weak/init", "weak/keep", "ssal"}
+    last = view[view["round"] == 1].groupby("setting")["test_acc"].mean()
+    assert (last["weak/init"], last["weak/keep"]) == (0.9, 0.7)
+    assert set(res.runs["setting"]) == {"weak/init", "weak/keep", "ssal"}
+
+
 def test_main_view_keeps_reference_params_and_one_run_per_seed(tmp_path):
     for seed in range(2):
         write_run(tmp_path, "m", "trec", "ssal", seed, [0.5, 0.9], params={"beta": 0.5, "K": 25})

@@ -33,9 +33,9 @@ def test_planned_steps_are_the_steps_trained(method, setting, toy_data, tiny_ove
     assert [plan[t][0] for t in range(4)] == [r["train"]["steps"] for r in records]
     if setting == "al":  # 2 epochs of batches of 8 over 12, 20, 28, 36 labels
         assert [r["train"]["steps"] for r in records] == [4, 6, 8, 10]
-    else:                # round 0 on labels only; then 5 self-training steps a round
+    else:                # round 0 on labels only; then max(st_steps=5, the AL count) (parity)
         assert [r["n_pseudo"] > 0 for r in records] == [False, True, True, True]
-        assert [r["train"]["steps"] for r in records] == [4, 5, 5, 5]
+        assert [r["train"]["steps"] for r in records] == [4, 6, 8, 10]
 
 
 def test_a_log_gets_one_line_per_round_and_a_terminal_one_bar(toy_data, tiny_overrides,
@@ -72,7 +72,7 @@ def test_smoke_preset_work_stays_small():
     assert cfg["max_length"] == 32
     ssal = resolve("st", "trec", 0, "ssal", "smoke")
     assert RunProgress(ssal, 0, ssal["initial_size"], True, io.StringIO()).total_texts == \
-        40 * 8 + 2 * 20 * (8 + 16)
+        40 * 8 + 2 * 40 * (8 + 16)   # parity: SSAL rounds train as long as AL's (40 steps)
 
 
 def test_run_help_documents_every_option_with_its_default():

@@ -4,10 +4,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
+from benchmark.backbones import predict
+from benchmark.cli import main
 from benchmark.config import resolve
 from benchmark.data import DataError, load_dataset
-from benchmark.loop import run_experiment
+from benchmark.loop import Run, run_experiment
+from benchmark.registry import UnknownNameError
 from benchmark.settings import SETTINGS, majority_vote
 
 VOTES = np.array([
@@ -53,12 +57,25 @@ def test_datasets_without_weak_labels_give_a_clear_error(toy_data):
 
 def test_protocol_defaults_budget_500_and_bounded_training_never_over_set():
     cpu = resolve("st", "trec", 0, "weak", "cpu")
-    assert cpu["budget"] * cpu["rounds"] == 500
-    assert cpu["max_steps"] == cpu["epochs"] * int(np.ceil((100 + 10 * 100) / 8)) == 552
+    assert cpu["budget"] * cpu["rounds"] == 500 and cpu["weak_labels"] == "init"
+    assert cpu["max_steps"] == cpu["epochs"] * int(np.ceil((100 + 10 * 100) / 8)) == 414
     mine = resolve("st", "trec", 0, "weak", "cpu", {"budget": 30, "max_steps": 99})
     assert (mine["budget"], mine["max_steps"]) == (30, 99)
     assert resolve("st", "trec", 0, "ssal", "cpu")["budget"] == 100     # other settings untouched
     assert resolve("st", "trec", 0, "ssal", "cpu")["max_steps"] is None
+    assert resolve("st", "trec", 0, "weak", "cpu", {"weak_labels": "keep"})["weak_labels"] == "keep"
+    assert "weak_labels" not in resolve("st", "trec", 0, "ssal", "cpu")   # the weak setting's key
+    with pytest.raises(ValueError, match="weak_labels must be one of init, keep"):
+        resolve("st", "trec", 0, "weak", "cpu", {"weak_labels": "drop"})
+    with pytest.raises(UnknownNameError, match="weak_labels"):
+        resolve("st", "trec", 0, "ssal", "cpu", {"weak_labels": "keep"})
+
+
+def test_cli_refuses_an_unknown_reading_before_any_work(capsys):
+    assert main(["run", "--method", "st", "--dataset", "trec", "--setting", "weak",
+                 "--set", "weak_labels=maybe"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: weak_labels must be one of")
 
 
 def add_weak_files(folder, seed=0):
@@ -73,9 +90,47 @@ def add_weak_files(folder, seed=0):
         (folder / f"weak_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+@pytest.mark.parametrize("reading", ["init", "keep"])
+def test_round_0_trains_on_weak_labels_and_seeds_the_bank_then_each_reading(
+        toy_data, tiny_overrides, tmp_path, reading):
+    """``init``: after round 0 the labelled set is the clean queries only and every other pool
+    text is unlabelled; ``keep``: the weak labels stay in the labelled set. In both, round 0
+    trains on the weak labels and ACTUNE's memory bank starts from that model's predictions."""
+    add_weak_files(toy_data)
+    cfg = resolve("actune", str(toy_data), 0, "weak", "smoke",
+                  {**tiny_overrides, "n_clusters": 4, "n_regions": 2, "st_growth": 30,
+                   "weak_labels": reading})
+    run = Run(cfg, tmp_path / reading, log=lambda *_: None)
+    run.store.open()
+    run._prepare()
+    state = run._fresh_state()
+    weak = dict(state["labels"])
+    assert len(weak) > 100 and state["clean"] == []
+    record, model = run._train_round(0, state)
+    assert record["n_train_labels"] == len(weak) == record["n_weak"]
+    probs, _ = predict(model, run.pool_tokens, run.pad_id, cfg["eval_batch_size"], cfg["amp"])
+    run._select(1, model, state)
+    bank = run.method.bank
+    assert bank.round == 0 and torch.allclose(bank.values.float(), probs.float(), atol=1e-6)
+    queried = state["pending"]["queried"]
+    assert len(queried) == cfg["budget"] == 8 and state["clean"] == sorted(queried)
+    assert all(state["labels"][i] == run.pool_y[i] for i in queried)      # the oracle's labels
+    pseudo = set(state["pseudo"]["ids"].tolist())
+    assert pseudo & set(weak) and not pseudo & set(queried)  # weakly-labelled texts pseudo-labelled
+    record, _ = run._train_round(1, state)
+    if reading == "init":
+        assert sorted(state["labels"]) == state["clean"]
+        assert record["n_train_labels"] == record["n_labels"] == 8
+    else:
+        assert set(state["labels"]) == set(weak) | set(queried)
+        assert record["n_train_labels"] == len(set(weak) | set(queried))
+        assert all(state["labels"][i] == weak[i] for i in set(weak) - set(queried))
+
+
 def test_weak_run_end_to_end_counts_clean_labels_only(toy_data, tiny_overrides, tmp_path):
     add_weak_files(toy_data)
-    cfg = resolve("st", str(toy_data), 0, "weak", "smoke", {**tiny_overrides, "threshold": 0.0})
+    cfg = resolve("st", str(toy_data), 0, "weak", "smoke", {**tiny_overrides, "threshold": 0.0,
+                                                            "weak_labels": "keep"})
     assert cfg["max_steps"] == max(4, 1 * int(np.ceil((12 + 2 * 8) / 8)))
     records = run_experiment(cfg, tmp_path / "out", log=lambda *_: None)
     first = records[0]
@@ -93,3 +148,22 @@ def test_trec_majority_vote_matches_the_data_readme(shared_data):
     covered, label = majority_vote(data.train.weak, data.num_classes, np.random.default_rng(0))
     assert covered.mean() == pytest.approx(0.9519, abs=5e-4)       # data README: 0.9519
     assert (label[covered] == data.train.labels[covered]).mean() == pytest.approx(0.537, abs=0.01)
+
+
+def test_weak_init_run_end_to_end_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_path):
+    """``init`` through the loop: clean labels only after round 0, and the flag that drops the
+    weak labels survives a kill between rounds (it lives in the checkpointed state)."""
+    add_weak_files(toy_data)
+    cfg = resolve("st", str(toy_data), 0, "weak", "smoke", {**tiny_overrides, "threshold": 0.0})
+    whole = run_experiment(cfg, tmp_path / "whole", log=lambda *_: None)
+    assert [r["n_train_labels"] for r in whole] == [whole[0]["n_weak"], 8, 16]
+    assert whole[2]["n_pseudo"] > 0
+
+    def die_after_round_0(line):
+        if line.startswith("round  0"):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path / "cut", log=die_after_round_0)
+    resumed = run_experiment(cfg, tmp_path / "cut", log=lambda *_: None)
+    drop = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "train")} for r in rs]
+    assert drop(resumed) == drop(whole)

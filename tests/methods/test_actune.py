@@ -411,6 +411,47 @@ def test_eq14_soft_targets_use_their_argmax_and_no_pseudo_batch_is_plain_ce():
     assert isinstance(obj, ThresholdedSelfTraining) and (obj.lam, obj.gamma) == (0.3, 0.7)
 
 
+def test_eq14_teacher_mask_reads_the_memory_bank_and_both_report_their_pass_rate(make_view):
+    """mask_source=teacher (the official code): omega from the bank's probability of each
+    pseudo-label, fixed for the round; student (the paper's text): from the model in training."""
+    m = ACTune(memory_bank="prob", n_clusters=1, n_regions=1, st_growth=1, m_low=0.8,
+               m_high=0.8, gamma=0.89, mask_source="teacher")
+    for view in _flip_views(make_view):
+        sel = m.select(view)
+    assert sorted(sel.pseudo_ids.tolist()) == [1, 2] and sel.pseudo_labels.tolist() == [1, 1]
+    # bank after rounds 0 and 1: point 1 is [.1 .9] both times -> g = .9 > .89: passes;
+    # point 2 is [.12 .88] -> .88: fails, whatever the student says
+    logits_u = torch.tensor([[2.0, 0.0], [0.0, 3.0]])      # student: p(1) = .119 and .953
+    y_u = torch.tensor([1, 1])
+
+    def batch():
+        b = _batch(logits_u, y_u)
+        b.ids_u = torch.tensor([1, 2])
+        return b
+    ce_l = torch.nn.functional.cross_entropy(batch().logits_l, batch().y_l, reduction="none")
+    ce_u = torch.nn.functional.cross_entropy(logits_u, y_u, reduction="none")
+    teacher = m.objective(2, 10)
+    teacher.start(None)
+    assert teacher(batch()).item() == pytest.approx((ce_l.mean() + ce_u[0] / 2).item(), rel=1e-6)
+    student = ACTune(gamma=0.89).objective(2, 10)
+    student.start(None)
+    assert student(batch()).item() == pytest.approx((ce_l.mean() + ce_u[1] / 2).item(), rel=1e-6)
+    # diagnostics: share of pseudo-labelled samples whose omega passed, over all steps
+    b = batch()
+    b.ids_u, b.logits_u = torch.tensor([2, 2]), torch.tensor([[0.0, 3.0], [0.0, 3.0]])
+    teacher(b), student(b)
+    assert teacher.diagnostics() == {"omega_pass_rate": 1 / 4}   # 1 of 2, then 0 of 2
+    assert student.diagnostics() == {"omega_pass_rate": 3 / 4}   # 1 of 2, then 2 of 2
+    assert ThresholdedSelfTraining().diagnostics() == {}          # no pseudo batch, no rate
+    # the teacher's confidences survive a resume with the method state
+    again = ACTune(mask_source="teacher", gamma=0.89)
+    again.load_state_dict(m.state_dict())
+    again_obj = again.objective(2, 10)
+    assert again_obj(batch()).item() == pytest.approx(teacher(batch()).item())
+    with pytest.raises(ValueError, match="mask_source"):
+        ACTune(mask_source="bank")
+
+
 # ---------------------------------------------------------------------------------------------
 # The method on hand-made views
 # ---------------------------------------------------------------------------------------------
@@ -584,6 +625,7 @@ def test_actune_runs_end_to_end_in_ssal(toy_data, tiny_overrides, tmp_path):
         assert 0 < r["n_pseudo"] <= 10 * r["round"]
         assert 0 <= r["pseudo_acc"] <= 1
         assert {"region_sampling", "memory_bank", "query"} <= set(r["time"])
+        assert 0 <= r["train"]["omega_pass_rate"] <= 1      # Eq. 14's mask, measured
         assert r["time"]["region_sampling"] + r["time"]["memory_bank"] <= r["time"]["query"]
     al = run_experiment(resolve("actune", str(toy_data), 0, "al", "smoke",
                                 {**tiny_overrides, **SMALL}), tmp_path / "al",
