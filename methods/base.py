@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -77,16 +78,24 @@ class RoundView:
 
 
 class Extras:
-    """Lazy, per-round extras bound to the round's model; the loop fills in the callables."""
+    """Lazy, per-round extras bound to the round's model; the loop fills in the callables.
+
+    Besides the round model (``head``, ``mc_dropout``) a method may use the run's pre-trained
+    backbone: ``tokens`` are the pool's ids from its ``tokenizer`` (batch them with
+    ``methods.batching``), ``from_pretrained(auto_class, **kwargs)`` loads it with a
+    transformers Auto class, and ``cache_dir`` keeps a method's files between runs.
+    """
 
     def __init__(self, mc_dropout: Callable[[int], torch.Tensor] | None = None,
                  tokens: list | None = None, texts: list[str] | None = None,
                  backbone: str | None = None, head: torch.nn.Module | None = None,
                  max_length: int | None = None, device: torch.device | None = None,
-                 cache_key: str = ""):
+                 cache_key: str = "", tokenizer=None, from_pretrained: Callable | None = None,
+                 cache_dir: Path | None = None):
         self.mc_dropout = mc_dropout
         self.tokens, self.texts, self.backbone, self.head = tokens, texts, backbone, head
         self.max_length, self.device, self.cache_key = max_length, device, cache_key
+        self.tokenizer, self.from_pretrained, self.cache_dir = tokenizer, from_pretrained, cache_dir
         self._cache: dict = {}
 
     def get(self, key, compute: Callable):
