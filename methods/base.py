@@ -180,12 +180,20 @@ class Method:
 
     ``params`` may be overridden per dataset with ``dataset_params`` (e.g. the paper's Table 2)
     and per run with ``--set NAME=VALUE``. ``cost`` is a one-line note for ``list``.
+
+    What the analysis and the benchmark read (they never name a method):
     ``family`` places the method in the figures: ``AL``, ``SSAL`` (queries + pseudo-labels),
-    ``ST`` (self-training on random labels), ``ours``, or ``ablation`` / ``plug-in`` (variants of
-    ours drawn in Fig. 5, not Fig. 1); empty = judged from the records.
+    ``ST`` (self-training on random labels), ``ours`` (compared with the baselines by default),
+    or ``ablation`` / ``plug-in`` (variants of ours drawn in Fig. 5, not Fig. 1); empty = judged
+    from the records. ``variant_of`` names the method an ablation or plug-in varies (Fig. 5b
+    draws an ablation against it; ``--ours NAME`` takes in NAME's variants); ``plugin_of``
+    names the method this one runs on top of (Fig. 5a, Fig. 6); ``overhead_phases`` are the
+    ``view.timer`` phases that are the method's own cost, which ``bench`` reports as overhead.
     """
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    variant_of: ClassVar[str] = ""
+    overhead_phases: ClassVar[tuple[str, ...]] = ()
     params: ClassVar[dict] = {}
     dataset_params: ClassVar[dict[str, dict]] = {}
     settings: ClassVar[tuple[str, ...]] = ("al", "ssal", "weak")
@@ -202,6 +210,12 @@ class Method:
     @classmethod
     def defaults(cls, dataset: str) -> dict:
         return {**cls.params, **cls.dataset_params.get(dataset, {})}
+
+    @classmethod
+    def plugin_of(cls, params: dict) -> str | None:
+        """The method this one runs on top of with these ``params`` (a run's, as recorded in
+        its ``config.json``), or None."""
+        return None
 
     def select(self, view: RoundView) -> Selection:
         raise NotImplementedError
