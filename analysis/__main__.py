@@ -1,4 +1,4 @@
-"""``python -m analysis report RESULTS_DIR --out REPORT_DIR [--ours actune] [--family m=f]
+"""``python -m analysis report RESULTS_DIR --out REPORT_DIR [--ours NAME] [--family m=f]
 [--no-tsne] [--complete-only]``."""
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ def main(argv=None) -> int:
     p.add_argument("results", help="folder holding run folders (searched recursively)")
     p.add_argument("--out", default="report", help="folder the report is written to "
                    "(default: report)")
-    p.add_argument("--ours", default="actune",
-                   help="the method compared with the baselines: NAME covers NAME and NAME-* "
-                        "(default: actune); repeat-free comma list for exact names")
+    p.add_argument("--ours", default=None, metavar="NAME[,NAME...]",
+                   help="the method(s) compared with the baselines, with the ablations and "
+                        "plug-ins they declare as their variants (default: each method that "
+                        "declares family 'ours' and is no variant of another)")
     p.add_argument("--family", action="append", default=[], metavar="METHOD=FAMILY",
                    help="override a baseline's family ('active learning' or 'self-training')")
     p.add_argument("--no-tsne", action="store_true", help="skip the t-SNE figure (slowest)")
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
 
     from .report import build_report
 
-    ours = args.ours.split(",") if "," in args.ours else args.ours
+    ours = args.ours.split(",") if args.ours and "," in args.ours else args.ours
     fam = dict(kv.split("=", 1) for kv in args.family)
     rep = build_report(args.results, args.out, ours, fam, tsne=not args.no_tsne,
                        complete=args.complete_only)

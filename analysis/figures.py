@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from . import stats, uncertainty  # noqa: E402
+from . import declared, stats, uncertainty  # noqa: E402
 
 MAIN_SETTINGS = ("al", "ssal")
 SETTING_TITLES = {"al": "AL (labelled data only)", "ssal": "SSAL (with unlabelled data)",
@@ -40,8 +40,8 @@ class Skip(Exception):
     """Raised with the reason a figure cannot be drawn from the records at hand."""
 
 
-def palette(labels, ours="actune") -> dict[str, dict]:
-    """A style per label where one method has many (sweep variants like ``actune (beta=0.1)``):
+def palette(labels, ours=None) -> dict[str, dict]:
+    """A style per label where one method has many (sweep variants like ``m (beta=0.1)``):
     an ours method's base configuration red and thick, every other label its own tab10 colour
     and marker."""
     is_ours = stats.ours_predicate(ours)
@@ -57,16 +57,18 @@ def palette(labels, ours="actune") -> dict[str, dict]:
 
 
 def _members(groups: dict[str, str], fam: str, ours) -> list[str]:
-    """A family's methods, the ``ours`` name itself first."""
-    return sorted((m for m, g in groups.items() if g == fam), key=lambda m: (m != ours, m))
+    """A family's methods, the methods named as ours first."""
+    named = stats.ours_names(ours)
+    return sorted((m for m, g in groups.items() if g == fam),
+                  key=lambda m: (named.index(m) if m in named else len(named), m))
 
 
-def primary(groups: dict[str, str], ours="actune") -> str | None:
-    """The ours method drawn red, with a band: ``ours`` itself, else the first ours method."""
+def primary(groups: dict[str, str], ours=None) -> str | None:
+    """The ours method drawn red, with a band: the first named as ours, else the first."""
     return next(iter(_members(groups, "ours", ours)), None)
 
 
-def method_styles(groups: dict[str, str], ours="actune") -> dict[str, dict]:
+def method_styles(groups: dict[str, str], ours=None) -> dict[str, dict]:
     """Line style per method: family -> line style and palette, method -> marker and shade;
     ours thick, red first, on top. ``groups`` is ``stats.plot_groups`` of the whole study, so
     a method looks the same in every figure."""
@@ -233,7 +235,7 @@ def _grid(curve_df: pd.DataFrame, row_key: str, rows, col_key: str, cols, ours, 
 
 
 # ---------------------------------------------------------------------------------------------
-def fig1(df: pd.DataFrame, ours="actune", settings=MAIN_SETTINGS, groups=None):
+def fig1(df: pd.DataFrame, ours=None, settings=MAIN_SETTINGS, groups=None):
     """The paper's Fig. 1: a row per setting (AL, SSAL), a column per dataset; ours and the
     baselines (ablations and plug-ins of ours are Fig. 5's)."""
     groups = groups or stats.plot_groups(df, ours)
@@ -247,7 +249,7 @@ def fig1(df: pd.DataFrame, ours="actune", settings=MAIN_SETTINGS, groups=None):
                         row_title=lambda r, _: SETTING_TITLES.get(r, r))
 
 
-def fig2(df: pd.DataFrame, ours="actune", main_settings=MAIN_SETTINGS, groups=None):
+def fig2(df: pd.DataFrame, ours=None, main_settings=MAIN_SETTINGS, groups=None):
     """The weak-supervision setting: every setting that is not a main one (``weak``)."""
     groups = groups or stats.plot_groups(df, ours)
     d = df[~df["setting"].isin(main_settings)]
@@ -318,7 +320,7 @@ def fig3(eff: pd.DataFrame):
     return fig
 
 
-def fig4_params(final: pd.DataFrame, ours="actune"):
+def fig4_params(final: pd.DataFrame, ours=None):
     """Final accuracy vs each swept parameter (read from the runs' configs)."""
     pts = stats.sweep_points(final)
     if pts.empty:
@@ -361,7 +363,7 @@ def _variants(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def fig4_pseudo(df: pd.DataFrame, ours="actune", groups=None):
+def fig4_pseudo(df: pd.DataFrame, ours=None, groups=None):
     """Pseudo-label accuracy per round for ours methods and their variants (with / without the
     memory bank show up as separate methods or parameter values)."""
     is_ours = stats.ours_predicate(ours)
@@ -381,7 +383,7 @@ def fig4_pseudo(df: pd.DataFrame, ours="actune", groups=None):
                  ylabel="pseudo-label accuracy (%)", label_col="variant")
 
 
-def fig4_curves(df: pd.DataFrame, ours="actune"):
+def fig4_curves(df: pd.DataFrame, ours=None):
     """Accuracy curves of every swept configuration (the paper's m_L / m_H panels)."""
     keys = stats.swept(df)
     if not keys:
@@ -407,7 +409,7 @@ def _prefer_setting(df: pd.DataFrame, order=("ssal", "al")) -> pd.DataFrame:
     return pd.concat(keep) if keep else df.iloc[:0]
 
 
-def fig5(df: pd.DataFrame, ours="actune", groups=None):
+def fig5(df: pd.DataFrame, ours=None, groups=None):
     """(a) ours on top of other methods (plug-ins, and ours with another uncertainty) against
     those methods alone; (b) ablations of ours against the full method. Ours is read in the
     SSAL setting and a baseline in the setting it ran in (AL first): each panel says which."""
@@ -416,9 +418,8 @@ def fig5(df: pd.DataFrame, ours="actune", groups=None):
     pairs = stats.plugin_bases(df, ours)
     ours_m = sorted(m for m in df["method"].unique() if is_ours(m))
     ablations = [m for m in ours_m if groups.get(m) == "ablation"]
-    # the reference of an ablation ``x-no-y`` is the ours method ``x`` it is named after
-    full = [m for m in ours_m if any(str(a).startswith(str(m) + "-") for a in ablations)
-            and m not in ablations]
+    # an ablation is drawn against the method it declares itself a variant of
+    full = sorted({declared.variant_of(a) for a in ablations} & set(ours_m) - set(ablations))
     panels = {}
     if pairs:
         panels["(a) ours on top of other methods"] = sorted(set(pairs) | set(pairs.values()))
@@ -489,7 +490,7 @@ def tsne_projection(path: Path, cache_dir: Path | None = None, max_points=1000, 
     return xy, labels[idx], is_q[idx]
 
 
-def fig6(runs: pd.DataFrame, ours="actune", cache_dir=None, pairs: dict | None = None):
+def fig6(runs: pd.DataFrame, ours=None, cache_dir=None, pairs: dict | None = None):
     """t-SNE of pool features with the round-1 queries, baselines next to ours-on-top-of-them."""
     r = runs[runs.get("features", pd.Series(False, index=runs.index)).fillna(False)] \
         if len(runs) else runs

@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.device import describe
-from benchmark.results import (CHECKPOINT, CONFIG, DONE, FAILED, META, RECORDS, duplicate_rounds,
-                               missing_rounds, read_records)
+from benchmark.results import CONFIG, META, RECORDS, duplicate_rounds, folder_state, read_records
 from benchmark.settings import SETTINGS
 
 # Fields a round record must have for the analysis to use it (benchmark/loop.py writes them).
@@ -91,14 +90,6 @@ def setting_label(cfg: dict, fallback: str | None = None) -> str | None:
     return "/".join([name, *(str(cfg[k]) for k in options if k in cfg)]) if name else name
 
 
-def _status(folder: Path) -> str:
-    if (folder / DONE).exists():
-        return "done"
-    if (folder / FAILED).exists():
-        return "failed"
-    return "running" if (folder / CHECKPOINT).exists() else "incomplete"
-
-
 def _flatten(rec: dict) -> dict:
     """Round record -> flat row: ``time`` phases become ``time_<phase>`` columns."""
     row = {k: v for k, v in rec.items() if k not in ("time", "train", "queried_ids")}
@@ -117,18 +108,16 @@ def load_results(root: str | Path) -> Results:
         cfg = _read_config(folder, problems)
         records, bad = read_records(folder)
         problems.extend(bad)
-        status = _status(folder)
+        state = folder_state(folder, cfg["rounds"] if isinstance(cfg.get("rounds"), int)
+                             else None, records)
+        status = "incomplete" if state.state == "not started" else state.state
         repeated = duplicate_rounds(records)
         if repeated:  # two writers, or a round written twice: the last record of each is kept
             problems.append(f"{folder.name}: round(s) {', '.join(map(str, repeated))} recorded "
                             "more than once; the last record of each is used")
-        lost = missing_rounds(records, cfg["rounds"]) if isinstance(cfg.get("rounds"), int) \
-            else []
-        if status == "done" and (lost or repeated):
-            status = "damaged"
-            problems.append(f"{folder.name}: marked done but damaged"
-                            + (f" (round(s) {', '.join(map(str, lost))} missing)" if lost else "")
-                            + "; `python -m benchmark run` with its config recomputes it")
+        if status == "damaged":
+            problems.append(f"{folder.name}: marked done but damaged ({state.detail}); "
+                            "`python -m benchmark run` with its config recomputes it")
         params = cfg.get("params", {}) or {}
         protocol = {k: v for k, v in cfg.items() if k not in NOT_PROTOCOL}
         kept = 0

@@ -28,22 +28,22 @@ LONG_TABLE = 30  # rows; longer tables are folded (a click opens them) so the pa
 
 
 def primary_ours(df: pd.DataFrame, ours, setting="ssal") -> str | None:
-    """The ours method Fig. 3 is drawn for: ``ours`` itself when it ran, else the ours method
-    with the most runs in ``setting``."""
+    """The ours method Fig. 3 is drawn for: the first method named as ours that ran in
+    ``setting``, else the ours method with the most runs there."""
     is_ours = stats.ours_predicate(ours)
     d = df[(df["setting"] == setting) & df["method"].map(is_ours)]
     if d.empty:
         return None
-    if isinstance(ours, str) and (d["method"] == ours).any():
-        return ours
-    return d.groupby("method")["run"].nunique().idxmax()
+    ran = set(d["method"])
+    return next((m for m in stats.ours_names(ours) if m in ran), None) or \
+        d.groupby("method")["run"].nunique().idxmax()
 
 
 class Context:
     """The loaded results and everything the builders share, each computed once when first
     used: ``res`` is what the report covers (``--complete-only`` applied), ``loaded`` all."""
 
-    def __init__(self, loaded: Results, res: Results, ours="actune",
+    def __init__(self, loaded: Results, res: Results, ours=None,
                  family_map: dict | None = None, tsne: bool = True, out: Path = Path(".")):
         self.loaded, self.res, self.ours, self.family_map = loaded, res, ours, family_map
         self.tsne, self.out = tsne, out
@@ -288,8 +288,11 @@ class Report:
                                   tables.write(obj, self.out / "tables", item.name, caption), obj))
 
 
-def build_report(results_dir, out, ours="actune", family_map: dict | None = None,
+def build_report(results_dir, out, ours=None, family_map: dict | None = None,
                  tsne: bool = True, complete: bool = False, items=None) -> Report:
+    """``ours``: the method(s) compared with the baselines (with their declared variants);
+    None takes what the methods declare (``stats.resolve_ours``)."""
+    ours = stats.resolve_ours(ours)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_results(results_dir)

@@ -1,9 +1,10 @@
 """Statistics behind the figures and tables: curves, label efficiency, paired tests, Holm.
 
-Nothing here names a method. The method compared against the baselines ("ours") is a prefix
-or predicate passed in; a baseline's family (active learning vs self-training) comes from the
-data -- a method that ever trained on pseudo-labels is a self-training method -- unless a
-mapping says otherwise.
+Nothing here names a method. The method compared against the baselines ("ours") is passed in
+(names or a predicate; None: what the methods declare, ``declared.ours``); plug-in and ablation
+relations are what the methods declare (``analysis.declared``); a baseline's family (active
+learning vs self-training) comes from the data -- a method that ever trained on pseudo-labels
+is a self-training method -- unless a mapping says otherwise.
 """
 from __future__ import annotations
 
@@ -13,21 +14,38 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import declared
+
 AL, ST, OURS = "active learning", "self-training", "ours"
 
 
-def ours_predicate(ours: str | Iterable[str] | Callable[[str], bool] = "actune"
+def resolve_ours(ours: str | Iterable[str] | None) -> str | list[str]:
+    """``--ours`` as given, else what the methods declare: one name, or a list of several."""
+    if ours is not None:
+        return ours
+    names = declared.ours()
+    return names[0] if len(names) == 1 else names
+
+
+def ours_names(ours) -> list[str]:
+    """The methods named as ours (None: the declared ones), in the order given."""
+    ours = resolve_ours(ours)
+    if callable(ours):
+        return []
+    return [ours] if isinstance(ours, str) else list(ours)
+
+
+def ours_predicate(ours: str | Iterable[str] | Callable[[str], bool] | None = None
                    ) -> Callable[[str], bool]:
-    """``"actune"`` -> every method named ``actune`` or ``actune-...``; a list -> exactly those."""
+    """Who counts as ours: the named methods (None: ``declared.ours``) and the ablations and
+    plug-ins that declare themselves their variants (``variant_of``); a callable as it is."""
     if callable(ours):
         return ours
-    if isinstance(ours, str):
-        return lambda m: m == ours or str(m).startswith(ours + "-")
-    names = set(ours)
-    return lambda m: m in names
+    names = set(ours_names(ours))
+    return lambda m: m in names or declared.variant_of(m) in names
 
 
-def families(df: pd.DataFrame, ours="actune", mapping: dict[str, str] | None = None
+def families(df: pd.DataFrame, ours=None, mapping: dict[str, str] | None = None
              ) -> dict[str, str]:
     """method -> ``ours`` / ``self-training`` / ``active learning``, from the records."""
     is_ours = ours_predicate(ours)
@@ -45,32 +63,21 @@ GROUPS = {"ours": "ours", "AL": "active learning", "SSAL": "semi-supervised AL",
           "ST": "self-training", "ablation": "ablations of ours", "plug-in": "ours as a plug-in"}
 
 
-def _declared_family(method: str) -> str:
-    try:
-        from methods import get_method
-        return getattr(get_method(method), "family", "") or ""
-    except Exception:  # a method this checkout does not know: judged from the records
-        return ""
-
-
-def plot_groups(df: pd.DataFrame, ours="actune") -> dict[str, str]:
+def plot_groups(df: pd.DataFrame, ours=None) -> dict[str, str]:
     """method -> a key of ``GROUPS``: the family the method declares, with ``ours`` deciding
-    what counts as ours. Methods that cannot be imported are judged from the records: a
-    baseline that used pseudo-labels is ST, else AL; an ours method whose name extends
-    another ours method's and that pairs with no baseline (``plugin_bases``) is an ablation."""
+    what counts as ours (an ours method that declares no ablation or plug-in is ``ours``).
+    A baseline that declares no baseline family (one this checkout does not know) is judged
+    from its records: ST when it used pseudo-labels, else AL."""
     is_ours = ours_predicate(ours)
     methods = sorted(df["method"].unique())
     pseudo = df.groupby("method")["n_pseudo"].apply(lambda s: bool((s.fillna(0) > 0).any())) \
         if "n_pseudo" in df else pd.Series(dtype=bool)
-    pairs = plugin_bases(df, ours) if "params_key" in df else {}
-    mine = [m for m in methods if is_ours(m)]
     out = {}
     for m in methods:
-        fam = _declared_family(m)
+        fam = declared.family(m)
         if is_ours(m):
             if fam not in ("ablation", "plug-in"):
-                fam = "ours" if fam or m in pairs or not any(
-                    str(m).startswith(str(o) + "-") for o in mine) else "ablation"
+                fam = "ours"
         elif fam not in ("AL", "SSAL", "ST"):
             fam = "ST" if pseudo.get(m, False) else "AL"
         out[m] = fam
@@ -178,7 +185,7 @@ def label_efficiency(curve_df: pd.DataFrame, fams: dict[str, str], ours_method: 
     return pd.DataFrame(rows)
 
 
-def versus_best(curve_df: pd.DataFrame, ours_method: str, ours="actune") -> pd.DataFrame:
+def versus_best(curve_df: pd.DataFrame, ours_method: str, ours=None) -> pd.DataFrame:
     """Round by round, ``ours_method``'s mean accuracy against the strongest baseline of the
     same setting and dataset: the one with the highest mean accuracy over the rounds compared
     (one fixed method; a per-round maximum over many noisy curves would favour the baselines).
@@ -237,7 +244,7 @@ def holm(pvals) -> np.ndarray:
     return out
 
 
-def paired_tests(df: pd.DataFrame, ours="actune", metric="test_acc",
+def paired_tests(df: pd.DataFrame, ours=None, metric="test_acc",
                  by=("setting",), min_round: int = 1, alpha: float = 0.05) -> pd.DataFrame:
     """Paired t-test of each "ours" method against every baseline.
 
@@ -278,7 +285,7 @@ def paired_tests(df: pd.DataFrame, ours="actune", metric="test_acc",
 
 
 # -------------------------------------------------------------------------------------------
-# Hyper-parameter sweeps and ACTUNE-on-top-of-X pairs, read from the configs
+# Hyper-parameter sweeps and ours-on-top-of-X pairs, read from the configs
 # -------------------------------------------------------------------------------------------
 
 def _params(key: str) -> dict:
@@ -307,7 +314,7 @@ def base_params(g: pd.DataFrame) -> dict:
 
 
 def variant_label(method: str, params: dict, base: dict) -> str:
-    """``actune (beta=0.1)`` for a run that differs from the sweep's base in ``beta``."""
+    """``m (beta=0.1)`` for a run of ``m`` that differs from the sweep's base in ``beta``."""
     diff = [f"{k}={params.get(k)}" for k in sorted(set(params) | set(base))
             if params.get(k) != base.get(k)]
     return f"{method} ({', '.join(diff)})" if diff else method
@@ -359,22 +366,17 @@ def _num(value: str) -> float:
         return float("nan")
 
 
-def plugin_bases(df: pd.DataFrame, ours="actune") -> dict[str, str]:
-    """"Ours on top of X" pairs: an ours method named ``...-X`` for a baseline X in the data;
-    or, for the full method whose name prefixes the other ours methods (``actune`` for
-    ``actune-no-rs``), the baseline its parameters name (e.g. ``uncertainty: entropy``).
-    Ablations (``actune-no-mmb``, whose parameters also say ``entropy``) are not pairs."""
+def plugin_bases(df: pd.DataFrame, ours=None) -> dict[str, str]:
+    """"Ours on top of X" pairs (Fig. 5a, Fig. 6): each ours method that is no ablation ->
+    the method its ``plugin_of`` names under its recorded parameters, when that ran as a
+    baseline. An ablation (declared) changes ours, not what it runs on: it pairs with none."""
     is_ours = ours_predicate(ours)
     methods = set(df["method"].unique())
-    baselines = sorted((m for m in methods if not is_ours(m)), key=len, reverse=True)
-    mine = sorted(m for m in methods if is_ours(m))
     out = {}
-    for m in mine:
-        hit = next((b for b in baselines if str(m).endswith("-" + b)), None)
-        if hit is None and any(str(o).startswith(str(m) + "-") for o in mine):
-            values = {str(v) for pk in df.loc[df["method"] == m, "params_key"].unique()
-                      for v in _params(pk).values() if isinstance(v, str)}
-            hit = next((b for b in baselines if b in values), None)
-        if hit is not None:
-            out[m] = hit
+    for m in sorted(m for m in methods if is_ours(m) and declared.family(m) != "ablation"):
+        for pk in sorted(df.loc[df["method"] == m, "params_key"].unique()):
+            base = declared.plugin_of(m, _params(pk))
+            if base in methods and not is_ours(base):
+                out[m] = base
+                break
     return out

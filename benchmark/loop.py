@@ -20,8 +20,8 @@ import torch
 from methods import get_method
 from methods.base import Extras, PhaseTimer, RoundView, Selection
 
-from .backbones import (build_classifier, compact_vocabulary, default_device, load_tokenizer,
-                        mc_dropout_probs, predict, remap_tokens, tokenize)
+from .backbones import (backbone_extras, build_classifier, compact_vocabulary, default_device,
+                        load_tokenizer, mc_dropout_probs, predict, remap_tokens, tokenize)
 from .config import ConfigError, check_sources
 from .data import load_dataset
 from .progress import RunProgress
@@ -268,9 +268,10 @@ class Run:
         extras = Extras(
             mc_dropout=lambda passes: mc_dropout_probs(model, self.pool_tokens, self.pad_id, passes,
                                                        cfg["eval_batch_size"], cfg["amp"]),
-            tokens=self.raw_pool_tokens, texts=self.pool_texts, backbone=cfg["backbone"],
-            head=model.head, max_length=cfg["max_length"], device=self.device,
-            cache_key=f"{cfg['backbone']}|{self.data.fingerprint()}")
+            tokens=self.raw_pool_tokens, texts=self.pool_texts, head=model.head,
+            max_length=cfg["max_length"], device=self.device,
+            cache_key=f"{cfg['backbone']}|{self.data.fingerprint()}",
+            **backbone_extras(cfg["backbone"]))
         view = RoundView(
             round=t, rounds=cfg["rounds"], setting=cfg["setting"],
             budget=min(cfg["budget"], len(unlabelled)), probs=probs, features=feats,

@@ -23,6 +23,7 @@ import platform
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,8 @@ def write_json(path: Path, obj) -> None:
     _atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
+    """The JSON in ``path``, or None when it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -198,6 +200,51 @@ def duplicate_rounds(records: list[dict]) -> list[int]:
     return sorted(dup, key=str)
 
 
+def round_problems(records: list[dict], rounds: int | None) -> list[str]:
+    """Why records are not a whole run: rounds 0..``rounds`` lost (when known) or repeated."""
+    out = []
+    lost = missing_rounds(records, rounds) if rounds is not None else []
+    if lost:
+        out.append(f"round(s) {', '.join(map(str, lost))} missing")
+    dup = duplicate_rounds(records)
+    if dup:
+        out.append(f"round(s) {', '.join(map(str, dup))} recorded more than once")
+    return out
+
+
+# What a run folder's marker files say; the grid's status and the analysis both read it here.
+RUN_STATES = ("running", "done", "damaged", "failed", "incomplete", "not started")
+
+
+@dataclass(frozen=True)
+class FolderState:
+    state: str          # one of RUN_STATES
+    detail: str = ""    # running: who holds the lock; damaged: the rounds lost or repeated
+
+
+def folder_state(folder: str | Path, rounds: int | None = None,
+                 records: list[dict] | None = None) -> FolderState:
+    """A run folder's state, from its markers in this order: ``running`` (a live process holds
+    its lock, whatever else is there), ``done`` (marked done, every round 0..``rounds`` recorded
+    once), ``damaged`` (marked done, a round lost or repeated), ``failed`` (raised; ``failed``
+    holds the traceback), ``incomplete`` (a checkpoint or records: cut short), ``not started``.
+    ``records``: the folder's, when the caller has read them already."""
+    folder = Path(folder)
+    holder = lock_holder(folder)
+    if holder is not None:
+        return FolderState("running", f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}")
+    if records is None:
+        records = read_records(folder)[0]
+    if (folder / DONE).exists():
+        problems = round_problems(records, rounds)
+        return FolderState("damaged", "; ".join(problems)) if problems else FolderState("done")
+    if (folder / FAILED).exists():
+        return FolderState("failed")
+    if (folder / CHECKPOINT).exists() or records:
+        return FolderState("incomplete")
+    return FolderState("not started")
+
+
 class RunStore:
     def __init__(self, out: str | Path, cfg: dict, device=None):
         self.cfg, self.device = cfg, device
@@ -289,7 +336,7 @@ class RunStore:
 
     def record_start(self) -> None:
         """``meta.json``: the first start's environment, and one entry per resume after it."""
-        meta, env = _read_json(self.path / META), environment(self.cfg, self.device)
+        meta, env = read_json(self.path / META), environment(self.cfg, self.device)
         if isinstance(meta, dict) and meta.get("started"):
             meta.setdefault("resumes", []).append(env)
         else:
@@ -357,15 +404,7 @@ class RunStore:
 
     def problems(self) -> list[str]:
         """Why a folder marked done is not a whole run: lost or repeated rounds."""
-        records = self.records()
-        out = []
-        lost = missing_rounds(records, self.cfg["rounds"])
-        if lost:
-            out.append(f"round(s) {', '.join(map(str, lost))} missing")
-        dup = duplicate_rounds(records)
-        if dup:
-            out.append(f"round(s) {', '.join(map(str, dup))} recorded more than once")
-        return out
+        return round_problems(self.records(), self.cfg["rounds"])
 
     @property
     def complete(self) -> bool:

@@ -54,7 +54,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.backbones import (amp_enabled, build_classifier, collate, predict,  # noqa: E402
-                                 resolve_backbone)
+                                 quiet_transformers, resolve_backbone)
 from benchmark.config import resolve  # noqa: E402
 from benchmark.loop import Run  # noqa: E402
 
@@ -426,10 +426,7 @@ def main(argv=None) -> None:
               "pip install small-text==1.4.1", file=sys.stderr)
         sys.exit(2)
     warnings.filterwarnings("ignore", module="small_text")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     result = compare(args)
     print(report(result))
     if args.json:

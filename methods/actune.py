@@ -224,6 +224,7 @@ def _view_with_probs(view: RoundView, probs: torch.Tensor) -> RoundView:
 class ACTune(Method):
     """ACTUNE + Entropy with the probability-based memory bank (the paper's main variant)."""
     family = "ours"
+    overhead_phases = ("region_sampling", "memory_bank")   # its own cost on top of a(x)
 
     params = dict(
         uncertainty="entropy",      # registered UncertaintyMethod giving a(x)
@@ -365,6 +366,11 @@ class ACTune(Method):
         self.teacher_conf = state.get("teacher_conf")
         self._query_state = state.get("query_method")
 
+    @classmethod
+    def plugin_of(cls, params: dict) -> str | None:
+        """Its query method (a Fig. 5a plug-in), else its uncertainty a(x)."""
+        return params.get("query_method") or params.get("uncertainty")
+
 
 # ----------------------------------------------------------------------------------------------
 # The paper's variants: registry entries that only change defaults
@@ -373,7 +379,7 @@ class ACTune(Method):
 def _variant(name: str, family: str, doc: str, **changes):
     cls = type(f"ACTune_{name.replace('-', '_')}", (ACTune,),
                {"__doc__": doc, "params": {**ACTune.params, **changes}, "__module__": __name__,
-                "family": family})
+                "family": family, "variant_of": ACTune.name})
     return register(name)(cls)
 
 

@@ -13,8 +13,9 @@ Backbones without a pre-trained MLM head (the offline all-MiniLM-L6-v2 ships onl
 norm) and output bias at random, while the decoder weight stays tied to the word embeddings.
 A random head gives meaningless surprisal, so we fit only those head parameters (encoder and
 tied decoder frozen) with the standard MLM objective on the pool's own texts for
-``head_fit_steps`` steps, cache the fitted head on disk under ``cache_dir()/mlm_heads`` and log
-that this happened. A backbone that ships its head (roberta-base, bert-base) is used as is.
+``head_fit_steps`` steps, cache the fitted head on disk (``mlm_heads`` in the cache folder the
+loop hands over in ``view.extras``) and log that this happened. A backbone that ships its head
+(roberta-base, bert-base) is used as is.
 
 The fitted head is keyed by the run's ``cache_key`` (backbone and dataset) plus the pool's texts
 and the fit settings: under the paper protocol the pool is the whole training split, so there is
@@ -32,15 +33,14 @@ import os
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.backbones import (cache_dir, collate, length_sorted_batches, load_tokenizer,
-                                 resolve_backbone)
-
-from .base import Method, RoundView, Selection
+from .base import Extras, Method, RoundView, Selection
+from .batching import collate, length_sorted_batches
 from .registry import register
 
 log = logging.getLogger(__name__)
@@ -64,26 +64,18 @@ def head_parameters(mlm: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in mlm.named_parameters() if not n.startswith(prefix)}
 
 
-def _quiet_hf():
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def load_mlm(backbone: str, seed: int = 0) -> tuple[torch.nn.Module, list[str]]:
+def load_mlm(from_pretrained: Callable, seed: int = 0) -> tuple[torch.nn.Module, list[str]]:
     """The pre-trained MLM in eval mode, and the head parameters the checkpoint lacked.
 
+    ``from_pretrained(auto_class, **kwargs)`` loads the run's backbone (``view.extras``).
     Missing head parameters are initialised by transformers under ``seed`` (without touching
     the global torch RNG).
     """
     from transformers import AutoModelForMaskedLM
 
-    _quiet_hf()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        mlm, info = AutoModelForMaskedLM.from_pretrained(resolve_backbone(backbone),
-                                                         output_loading_info=True)
+        mlm, info = from_pretrained(AutoModelForMaskedLM, output_loading_info=True)
     prefix = mlm.base_model_prefix + "."
     missing = sorted(k for k in info["missing_keys"] if not k.startswith(prefix))
     for p in mlm.parameters():
@@ -150,25 +142,27 @@ def fit_mlm_head(mlm: torch.nn.Module, tokens: list[np.ndarray], tokenizer, step
     return losses
 
 
-def _head_cache_path(cache_key: str, tokens: list[np.ndarray], settings: dict) -> Path:
+def _head_cache_path(folder: Path, cache_key: str, tokens: list[np.ndarray],
+                     settings: dict) -> Path:
     """Order-independent digest of the pool's token sequences + the fit settings."""
     h = hashlib.sha1(f"{cache_key}|{sorted(settings.items())}".encode())
     for digest in sorted(hashlib.sha1(np.asarray(t, np.int64).tobytes()).digest() for t in tokens):
         h.update(digest)
-    return cache_dir() / "mlm_heads" / f"{h.hexdigest()[:20]}.pt"
+    return Path(folder) / "mlm_heads" / f"{h.hexdigest()[:20]}.pt"
 
 
-def pretrained_mlm(backbone: str, cache_key: str, tokens: list[np.ndarray], steps: int,
-                   lr: float, batch_size: int, mask_prob: float, device=None,
+def pretrained_mlm(extras: Extras, steps: int, lr: float, batch_size: int, mask_prob: float,
                    timer=None) -> tuple[torch.nn.Module, str]:
-    """The MLM for surprisal and how its head came about: 'pretrained', 'fitted' or 'cached'."""
+    """The MLM for surprisal on ``extras.device`` and how its head came about: 'pretrained',
+    'fitted' (on ``extras.tokens``) or 'cached'."""
+    backbone, tokens, device = extras.backbone, extras.tokens, extras.device or "cpu"
     settings = dict(steps=int(steps), lr=float(lr), batch_size=int(batch_size),
                     mask_prob=float(mask_prob))
-    path = _head_cache_path(cache_key, tokens, settings)
+    path = _head_cache_path(extras.cache_dir, extras.cache_key, tokens, settings)
     seed = int.from_bytes(hashlib.sha1(path.name.encode()).digest()[:4], "little")
-    mlm, missing = load_mlm(backbone, seed)
+    mlm, missing = load_mlm(extras.from_pretrained, seed)
     if not missing:
-        return mlm.to(device or "cpu"), "pretrained"
+        return mlm.to(device), "pretrained"
     names = head_parameters(mlm)
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -179,12 +173,11 @@ def pretrained_mlm(backbone: str, cache_key: str, tokens: list[np.ndarray], step
                 p.copy_(state[n])
         log.warning("ALPS: %s has no pre-trained MLM head; using the head fitted earlier on this "
                     "pool (%s)", backbone, path)
-        return mlm.to(device or "cpu"), "cached"
-    mlm.to(device or "cpu")
-    tokenizer = load_tokenizer(backbone)
+        return mlm.to(device), "cached"
+    mlm.to(device)
     with (timer("mlm_head_fit") if timer else nullcontext()):
-        losses = fit_mlm_head(mlm, tokens, tokenizer, settings["steps"], lr, batch_size,
-                              mask_prob, seed, device)
+        losses = fit_mlm_head(mlm, tokens, extras.tokenizer, settings["steps"], lr, batch_size,
+                              mask_prob, seed, extras.device)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({n: p.detach().cpu() for n, p in names.items()}, tmp)
@@ -304,10 +297,9 @@ class ALPS(Method):
         key = (ex.cache_key, ex.backbone, len(ex.tokens))
         if self._surprisal is None or self._surprisal[0] != key:
             mlm, self.head_source = pretrained_mlm(
-                ex.backbone, ex.cache_key, ex.tokens, self.hp["head_fit_steps"],
-                self.hp["head_fit_lr"], self.hp["head_fit_batch_size"], self.hp["mask_fraction"],
-                ex.device, view.timer)
-            tok = load_tokenizer(ex.backbone)
+                ex, self.hp["head_fit_steps"], self.hp["head_fit_lr"],
+                self.hp["head_fit_batch_size"], self.hp["mask_fraction"], view.timer)
+            tok = ex.tokenizer
             with view.timer("surprisal"):
                 values = token_surprisal(mlm, ex.tokens, tok.all_special_ids,
                                          tok.pad_token_id or 0, int(self.hp["batch_size"]),

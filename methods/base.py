@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -77,16 +78,24 @@ class RoundView:
 
 
 class Extras:
-    """Lazy, per-round extras bound to the round's model; the loop fills in the callables."""
+    """Lazy, per-round extras bound to the round's model; the loop fills in the callables.
+
+    Besides the round model (``head``, ``mc_dropout``) a method may use the run's pre-trained
+    backbone: ``tokens`` are the pool's ids from its ``tokenizer`` (batch them with
+    ``methods.batching``), ``from_pretrained(auto_class, **kwargs)`` loads it with a
+    transformers Auto class, and ``cache_dir`` keeps a method's files between runs.
+    """
 
     def __init__(self, mc_dropout: Callable[[int], torch.Tensor] | None = None,
                  tokens: list | None = None, texts: list[str] | None = None,
                  backbone: str | None = None, head: torch.nn.Module | None = None,
                  max_length: int | None = None, device: torch.device | None = None,
-                 cache_key: str = ""):
+                 cache_key: str = "", tokenizer=None, from_pretrained: Callable | None = None,
+                 cache_dir: Path | None = None):
         self.mc_dropout = mc_dropout
         self.tokens, self.texts, self.backbone, self.head = tokens, texts, backbone, head
         self.max_length, self.device, self.cache_key = max_length, device, cache_key
+        self.tokenizer, self.from_pretrained, self.cache_dir = tokenizer, from_pretrained, cache_dir
         self._cache: dict = {}
 
     def get(self, key, compute: Callable):
@@ -176,12 +185,20 @@ class Method:
 
     ``params`` may be overridden per dataset with ``dataset_params`` (e.g. the paper's Table 2)
     and per run with ``--set NAME=VALUE``. ``cost`` is a one-line note for ``list``.
+
+    What the analysis and the benchmark read (they never name a method):
     ``family`` places the method in the figures: ``AL``, ``SSAL`` (queries + pseudo-labels),
-    ``ST`` (self-training on random labels), ``ours``, or ``ablation`` / ``plug-in`` (variants of
-    ours drawn in Fig. 5, not Fig. 1); empty = judged from the records.
+    ``ST`` (self-training on random labels), ``ours`` (compared with the baselines by default),
+    or ``ablation`` / ``plug-in`` (variants of ours drawn in Fig. 5, not Fig. 1); empty = judged
+    from the records. ``variant_of`` names the method an ablation or plug-in varies (Fig. 5b
+    draws an ablation against it; ``--ours NAME`` takes in NAME's variants); ``plugin_of``
+    names the method this one runs on top of (Fig. 5a, Fig. 6); ``overhead_phases`` are the
+    ``view.timer`` phases that are the method's own cost, which ``bench`` reports as overhead.
     """
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    variant_of: ClassVar[str] = ""
+    overhead_phases: ClassVar[tuple[str, ...]] = ()
     params: ClassVar[dict] = {}
     dataset_params: ClassVar[dict[str, dict]] = {}
     settings: ClassVar[tuple[str, ...]] = ("al", "ssal", "weak")
@@ -198,6 +215,12 @@ class Method:
     @classmethod
     def defaults(cls, dataset: str) -> dict:
         return {**cls.params, **cls.dataset_params.get(dataset, {})}
+
+    @classmethod
+    def plugin_of(cls, params: dict) -> str | None:
+        """The method this one runs on top of with these ``params`` (a run's, as recorded in
+        its ``config.json``), or None."""
+        return None
 
     def select(self, view: RoundView) -> Selection:
         raise NotImplementedError

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, Objective, RoundView, Selection, TrainBatch, cross_entropy, entropy
+from .random import random_query
 from .registry import register
-from .st import pseudo_candidates, random_query
+from .st import pseudo_candidates
 
 
 def sharpen(probs: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,9 @@ the pool with its argmax; points whose top probability reaches ``threshold`` joi
 that label. The loop trains a fresh model every round on labels + pseudo-labels, so the
 teacher -> student iteration of self-training is the round loop itself.
 
-The helpers here (:func:`random_query`, :func:`pseudo_candidates`, :func:`confident`) are the
-shared pieces of every self-training rule in this package.
+The helpers here (:func:`pseudo_candidates`, :func:`confident`), with
+:func:`methods.random.random_query`, are the shared pieces of every self-training rule in this
+package.
 """
 from __future__ import annotations
 
@@ -16,13 +17,8 @@ import numpy as np
 import torch
 
 from .base import Method, RoundView, Selection
+from .random import random_query
 from .registry import register
-
-
-def random_query(view: RoundView) -> np.ndarray:
-    """``budget`` unlabelled ids drawn uniformly (seeded by the round's RNG)."""
-    k = min(view.budget, len(view.unlabelled_ids))
-    return view.rng.choice(view.unlabelled_ids, size=k, replace=False)
 
 
 def pseudo_candidates(view: RoundView, query: np.ndarray) -> np.ndarray:

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from .base import Method, RoundView, Selection, bald
+from .random import random_query
 from .registry import register
-from .st import pseudo_candidates, random_query
+from .st import pseudo_candidates
 
 
 def easy_sample(labels: np.ndarray, bald_scores: np.ndarray, per_class: int,

@@ -131,3 +131,56 @@ def test_fig6_tsne(loaded, tmp_path):
     assert len([ax for ax in fig.axes if ax.axison]) == 2
     assert list((tmp_path / "cache").glob("*.tsne.npz"))
     _check(fig, tmp_path, "fig6")
+
+
+def test_a_new_method_with_its_own_ablation_and_plug_in_gets_fig5(monkeypatch):
+    """Ours, its ablations and plug-ins are what methods declare, whatever their names: a new
+    method brings its variants into the figures without a change to analysis/."""
+    from analysis import declared
+    from methods import METHODS
+    from methods.base import Method
+
+    class Mine(Method):
+        family, params = "ours", {"base": "cal"}
+
+        @classmethod
+        def plugin_of(cls, params):
+            return params["base"]
+
+    class Without(Mine):
+        family, variant_of = "ablation", "mine"
+
+    class OnBald(Mine):
+        family, variant_of, params = "plug-in", "mine", {"base": "bald"}
+
+    for name, cls in (("mine", Mine), ("without-part", Without), ("bald-boosted", OnBald)):
+        monkeypatch.setitem(METHODS._items, name, cls)
+    declared.method_class.cache_clear()
+    try:
+        rows = []
+        for m, final in (("mine", 0.8), ("without-part", 0.75), ("bald-boosted", 0.78),
+                         ("cal", 0.7), ("bald", 0.72), ("mine-extra", 0.7)):
+            for seed in range(2):
+                for t in range(3):
+                    rows.append(dict(method=m, dataset="trec", setting="ssal", seed=seed,
+                                     round=t, n_labels=100 * (t + 1), n_pseudo=0,
+                                     test_acc=0.6 + (final - 0.6) * t / 2, run=f"{m}{seed}",
+                                     params_key="{}"))
+        df = pd.DataFrame(rows)
+        assert "mine" in stats.ours_names(None)          # the declared default takes it in
+        groups = stats.plot_groups(df, "mine")
+        # a name that merely starts like ours' ("mine-extra", unknown here) is a baseline
+        assert groups == {"mine": "ours", "without-part": "ablation", "bald-boosted": "plug-in",
+                          "cal": "AL", "bald": "AL", "mine-extra": "AL"}
+        # pairs from plugin_of over each run's recorded params (a recorded value wins)
+        assert stats.plugin_bases(df, "mine") == {"mine": "cal", "bald-boosted": "bald"}
+        df.loc[df["method"] == "mine", "params_key"] = '{"base": "bald"}'
+        assert stats.plugin_bases(df, "mine") == {"mine": "bald", "bald-boosted": "bald"}
+        fig = figures.fig5(df, "mine")
+        titles = [ax.get_title() for ax in fig.axes if ax.axison]
+        assert titles == ["trec · (a) ours on top of other methods, SSAL",
+                          "trec · (b) ablations, SSAL"]
+        labels = [{ln.get_label() for ln in ax.lines} for ax in fig.axes if ax.axison]
+        assert labels == [{"mine", "bald-boosted", "bald"}, {"mine", "without-part"}]
+    finally:
+        declared.method_class.cache_clear()

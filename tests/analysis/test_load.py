@@ -32,7 +32,8 @@ def test_incomplete_run_plotted_but_not_in_final_table(tmp_path):
     write_run(tmp_path, "entropy", "trec", "al", 1, [0.5, 0.6], done=False)
     res = load_results(tmp_path)
     assert len(res.rounds) == 6
-    assert any("running (rounds reached 1/3)" in p for p in res.problems)
+    # a checkpoint nobody holds the lock of is a run cut short, not a running one
+    assert any("incomplete (rounds reached 1/3)" in p for p in res.problems)
     final = final_rows(res.rounds, res.runs)
     assert list(final["seed"]) == [0] and list(final["round"]) == [3]
 

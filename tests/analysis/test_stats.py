@@ -114,8 +114,12 @@ def test_curve_bands_match_pandas():
 
 def test_ours_predicate_and_plugins():
     is_ours = stats.ours_predicate("actune")
-    assert is_ours("actune") and is_ours("actune-cal") and not is_ours("actuned")
+    # actune and the variants it declares; a name is no declaration ("actune-x" is unknown)
+    assert is_ours("actune") and is_ours("actune-cal") and is_ours("actune-no-mmb")
+    assert not is_ours("actuned") and not is_ours("actune-x") and not is_ours("entropy")
     assert not stats.ours_predicate(["x"])("actune")
+    # without --ours: the methods that declare family "ours" and vary no other
+    assert stats.resolve_ours(None) == "actune" and stats.ours_predicate(None)("actune-badge")
     df = pd.DataFrame([dict(method=m, params_key=pk) for m, pk in [
         ("actune-cal", "{}"), ("cal", "{}"), ("entropy", "{}"), ("actune-no-rs", "{}"),
         ("actune", '{"uncertainty": "entropy"}'),

@@ -87,3 +87,33 @@ def test_checkpoint_state_is_plain_data_and_round_trips(store):
     assert back["pool_idx"].dtype == np.int64 and back["pseudo"]["weights"] is None
     values, seen, round_ = back["method"]["bank"]["before"]
     assert torch.equal(values, bank) and seen.dtype == torch.bool and round_ is None
+
+
+def test_folder_state_reads_the_markers_in_order(tmp_path):
+    """One reading of a run folder for the grid's status and the analysis: the lock first,
+    then ``done`` (whole or damaged), ``failed``, a checkpoint or records, nothing."""
+    import os
+    import socket
+
+    from benchmark.results import folder_state
+
+    cfg = resolve("random", "trec", 0, "al", "smoke")   # rounds 0..2
+    store = RunStore(tmp_path, cfg)
+    assert folder_state(store.path, cfg["rounds"]).state == "not started"
+    with store.lock():
+        store.open()
+        state = folder_state(store.path, cfg["rounds"])
+        assert state.state == "running" and state.detail == \
+            f"pid {os.getpid()} on {socket.gethostname()}"
+        store.append({"round": 0})
+    assert folder_state(store.path, cfg["rounds"]).state == "incomplete"   # nobody holds it
+    store.mark_failed("Traceback ...")
+    assert folder_state(store.path, cfg["rounds"]).state == "failed"
+    store.append({"round": 0})
+    store.mark_done()                                   # done clears ``failed``
+    state = folder_state(store.path, cfg["rounds"])
+    assert (state.state, state.detail) == (
+        "damaged", "round(s) 1, 2 missing; round(s) 0 recorded more than once")
+    store.rewrite([{"round": t} for t in range(3)])
+    assert folder_state(store.path, cfg["rounds"]).state == "done"
+    assert folder_state(store.path).state == "done"     # rounds unknown: only repeats count

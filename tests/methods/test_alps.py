@@ -36,15 +36,18 @@ def tiny_mlm(tmp_path_factory) -> str:
     return str(folder)
 
 
-def alps_view(make_view, backbone, texts, labelled=(), budget=3, seed=0, key="k"):
-    from benchmark.backbones import tokenize
+def backbone_extras(backbone, texts, key="k") -> Extras:
+    """The extras the loop hands a method for ``texts`` on ``backbone`` (no round model)."""
+    from benchmark.backbones import backbone_extras, tokenize
 
-    tokens = tokenize(texts, backbone, 24, use_cache=False)
-    extras = Extras(tokens=tokens, texts=texts, backbone=backbone, max_length=24,
-                    device=torch.device("cpu"), cache_key=key)
-    view = make_view(np.full((len(texts), 2), 0.5), labelled_ids=list(labelled), budget=budget,
-                     seed=seed, extras=extras)
-    return view
+    return Extras(tokens=tokenize(texts, backbone, 24, use_cache=False), texts=texts,
+                  max_length=24, device=torch.device("cpu"), cache_key=key,
+                  **backbone_extras(backbone))
+
+
+def alps_view(make_view, backbone, texts, labelled=(), budget=3, seed=0, key="k"):
+    return make_view(np.full((len(texts), 2), 0.5), labelled_ids=list(labelled), budget=budget,
+                     seed=seed, extras=backbone_extras(backbone, texts, key))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -78,11 +81,9 @@ def test_alps_sampled_positions_are_uniform_over_non_special_tokens():
 
 
 def test_alps_token_surprisal_is_the_unmasked_mlm_cross_entropy(tiny_mlm):
-    from benchmark.backbones import load_tokenizer, tokenize
-
-    tok = load_tokenizer(tiny_mlm)
-    tokens = tokenize(TEXTS[:5], tiny_mlm, 24, use_cache=False)
-    mlm, missing = load_mlm(tiny_mlm)
+    extras = backbone_extras(tiny_mlm, TEXTS[:5])
+    tok, tokens = extras.tokenizer, extras.tokens
+    mlm, missing = load_mlm(extras.from_pretrained)
     assert missing == []
     batched = token_surprisal(mlm, tokens, tok.all_special_ids, tok.pad_token_id, batch_size=3)
     for t, s in zip(tokens, batched):
@@ -101,14 +102,12 @@ def test_alps_token_surprisal_is_the_unmasked_mlm_cross_entropy(tiny_mlm):
 def test_alps_uses_a_shipped_mlm_head_as_is(tiny_mlm, caplog, tmp_path):
     from transformers import BertForMaskedLM
 
-    from benchmark.backbones import cache_dir, tokenize
-
     saved = BertForMaskedLM.from_pretrained(tiny_mlm)
-    tokens = tokenize(TEXTS, tiny_mlm, 24, use_cache=False)
-    heads = lambda: sorted((cache_dir() / "mlm_heads").glob("*"))
+    extras = backbone_extras(tiny_mlm, TEXTS, f"shipped|{tmp_path}")
+    heads = lambda: sorted((extras.cache_dir / "mlm_heads").glob("*"))
     before = heads()
     with caplog.at_level(logging.WARNING, logger="methods.alps"):
-        mlm, how = pretrained_mlm(tiny_mlm, f"shipped|{tmp_path}", tokens, 5, 1e-3, 4, 0.15)
+        mlm, how = pretrained_mlm(extras, 5, 1e-3, 4, 0.15)
     assert how == "pretrained" and not caplog.records and heads() == before   # nothing fitted
     for name, p in head_parameters(mlm).items():
         assert torch.equal(p, dict(saved.named_parameters())[name])
@@ -117,15 +116,13 @@ def test_alps_uses_a_shipped_mlm_head_as_is(tiny_mlm, caplog, tmp_path):
 def test_alps_fits_only_the_head_when_the_backbone_has_none(tiny_backbone, caplog, tmp_path):
     from transformers import AutoModel
 
-    from benchmark.backbones import tokenize
-
     encoder = AutoModel.from_pretrained(tiny_backbone)
-    init, missing = load_mlm(tiny_backbone, seed=0)
+    extras = backbone_extras(tiny_backbone, TEXTS * 4, f"fit|{tmp_path}")
+    init, missing = load_mlm(extras.from_pretrained, seed=0)
     assert missing and all(not k.startswith("bert.") for k in missing)
-    tokens = tokenize(TEXTS * 4, tiny_backbone, 24, use_cache=False)
-    key = f"fit|{tmp_path}"
+    tokens = extras.tokens
     with caplog.at_level(logging.WARNING, logger="methods.alps"):
-        mlm, how = pretrained_mlm(tiny_backbone, key, tokens, 30, 1e-2, 8, 0.15)
+        mlm, how = pretrained_mlm(extras, 30, 1e-2, 8, 0.15)
     assert how == "fitted"
     assert any("no pre-trained MLM head" in r.getMessage() for r in caplog.records)
     # encoder frozen: every encoder weight is still the pre-trained one
@@ -142,7 +139,8 @@ def test_alps_fits_only_the_head_when_the_backbone_has_none(tiny_backbone, caplo
     assert after < before
     # a second run on the same pool loads the cached head instead of fitting again
     caplog.clear()
-    again, how = pretrained_mlm(tiny_backbone, key, tokens[::-1], 30, 1e-2, 8, 0.15)
+    extras.tokens = tokens[::-1]
+    again, how = pretrained_mlm(extras, 30, 1e-2, 8, 0.15)
     assert how == "cached"
     for n, p in head_parameters(again).items():
         assert torch.equal(p, fitted[n])

@@ -1,0 +1,247 @@
+"""Launching a grid's cells on SLURM (a submitit job array), locally (joblib workers) or in
+this process (submitit's debug executor), and waiting for them.
+
+A cell runs as :class:`CellJob`, a submitit ``Checkpointable``: on a time-out or preemption
+submitit requeues it, and ``Run`` resumes from the last finished round, so the final records
+equal an uninterrupted run's.
+"""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import submitit
+
+from ..config import check_sources
+from ..registry import UnknownNameError
+from ..results import FAILED, RunBusy, write_json
+from .spec import SLURM_KEYS, Cell, Grid
+from .status import (ATTEMPT_FILE, FAILED_STATE, INCOMPLETE, JOB_FILE, NOT_LAUNCHED, RUNNING,
+                     CellStatus, format_status, grid_status, pid_alive, state_counts)
+
+
+# the submitted callable (must live in the installed package: workers unpickle it by reference)
+class CellJob(submitit.helpers.Checkpointable):
+    """Run one cell; on a SLURM time-out/preemption submitit requeues it and it resumes.
+
+    All state is on disk (``Run`` checkpoints after every round), so ``checkpoint`` resubmits
+    the same callable unchanged.
+    """
+
+    def __init__(self, cfg: dict, out: str, data_dir: str | None = None,
+                 device: str | None = None):
+        self.cfg, self.out, self.data_dir, self.device = cfg, str(out), data_dir, device
+
+    def __call__(self) -> dict:
+        from ..loop import Run
+
+        # a cell logs its round lines, never a bar: parallel workers share one terminal
+        run = Run(self.cfg, self.out, self.data_dir, self.device,
+                  log=lambda line: print(f"{run.store.path.name}: {line}", flush=True),
+                  stream=io.StringIO())
+        run.store.path.mkdir(parents=True, exist_ok=True)
+        write_json(run.store.path / ATTEMPT_FILE, {
+            "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+            "job_id": _current_job_id()})
+        try:
+            records = run.run()  # a requeue exits with SystemExit: not marked failed
+        except RunBusy:
+            raise  # another process runs this cell: its failure, if any, is its own
+        except Exception as exc:  # bad data is refused before the run's lock: mark it here
+            if not (run.store.path / FAILED).exists():
+                run.store.mark_failed("".join(traceback.format_exception(exc)))
+            raise
+        return {"run": str(run.store.path), "rounds": len(records),
+                "test_acc": records[-1]["test_acc"] if records else None}
+
+    def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _current_job_id() -> str | None:
+    try:
+        return submitit.JobEnvironment().job_id
+    except RuntimeError:  # not inside a submitit job (local/debug executor)
+        return None
+
+
+def _run_cell_local(cfg: dict, out: str, data_dir: str | None,
+                    launcher: int | None = None) -> str | None:
+    """The local executor's worker: run one cell, return its error (None when it finished)."""
+    if launcher is not None:
+        _stop_with(launcher)
+    try:
+        CellJob(cfg, out, data_dir)()
+        return None
+    except RunBusy as exc:
+        return f"skipped: {exc}"
+    except Exception as exc:  # the traceback is in the run folder's ``failed`` file
+        return f"{type(exc).__name__}: {exc}"
+
+
+_watched: set[int] = set()
+
+
+def _stop_with(launcher: int, poll_s: float = 0.5) -> None:
+    """Exit this worker process as soon as its launcher is gone (killed, or ended without
+    cleaning up), mid-cell or not: the cell resumes from its last round when launched again,
+    and no orphan keeps running cells the next launch also runs."""
+    if launcher in _watched or launcher == os.getpid():  # joblib runs one worker in-process
+        return
+    _watched.add(launcher)
+    parent = os.getppid()
+
+    def watch():
+        while (os.getppid() == parent) if parent == launcher else pid_alive(launcher):
+            time.sleep(poll_s)
+        print(f"worker {os.getpid()}: launcher {launcher} is gone; stopping", flush=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+
+
+
+def slurm_parameters(grid: Grid, flags: dict | None = None) -> dict:
+    """submitit AutoExecutor parameters: the grid's ``slurm:`` section, then command-line flags."""
+    merged = {**grid.slurm, **{k: v for k, v in (flags or {}).items() if v is not None}}
+    params = {SLURM_KEYS[k]: v for k, v in merged.items() if k != "additional"}
+    if merged.get("additional"):
+        params["slurm_additional_parameters"] = dict(merged["additional"])
+    params.setdefault("name", f"actune-{grid.name}")
+    return params
+
+
+def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool = False,
+           wait: bool = False, dry_run: bool = False, flags: dict | None = None,
+           workers: int | None = None, data_dir: str | None = None, poll_s: float = 5.0,
+           log=print) -> list[Cell]:
+    """Submit the grid's not-launched and incomplete cells (``retry``: failed and incomplete).
+
+    An incomplete cell (its job or process ended before the last round) resumes from its
+    checkpoint, so launching a grid again picks up whatever is missing; a failed cell raised
+    and waits for an explicit ``retry``. Done and running cells are never submitted again.
+    Returns the cells submitted.
+    """
+    if executor not in ("slurm", "local", "debug"):
+        raise ValueError(f"unknown executor {executor!r} (slurm, local or debug)")
+    out = Path(out)
+    cells = grid.cells(out)
+    statuses = grid_status(cells)
+    wanted = {FAILED_STATE, INCOMPLETE} if retry else {NOT_LAUNCHED, INCOMPLETE}
+    todo = [s.cell for s in statuses if s.state in wanted]
+    counts = state_counts(statuses)
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    if not todo:
+        hint = "" if retry or not counts.get(FAILED_STATE) else " (failed cells: use `grid retry`)"
+        log(f"grid {grid.name}: nothing to submit, all {len(cells)} cells already launched "
+            f"({summary}){hint}")
+        return []
+    data_dir = data_dir or grid.data_dir
+    for source in {(c.cfg["backbone"], c.cfg["dataset"]): c.cfg for c in todo}.values():
+        try:  # offline, an unknown backbone fails here, not in every submitted cell
+            check_sources(source, data_dir)
+        except (UnknownNameError, ValueError) as exc:
+            if not dry_run:
+                raise
+            log(f"warning: {exc}")
+    threads = (slurm_parameters(grid, flags).get("cpus_per_task") or 1) \
+        if executor == "slurm" else 1  # one single-thread worker per core locally
+    runs = [(c, {**c.cfg, "threads": c.cfg.get("threads") or threads}) for c in todo]
+    verb = "retry" if retry else "submit"
+    log(f"grid {grid.name}: {verb} {len(todo)} of {len(cells)} cells via {executor} ({summary})")
+    if dry_run:
+        if executor == "slurm":
+            log("  sbatch parameters: " + ", ".join(
+                f"{k}={v}" for k, v in sorted(slurm_parameters(grid, flags).items())))
+        for c, _ in runs:
+            log(f"  would {verb} {c.name}  -> {c.path}")
+        return todo
+    for c, _ in runs:  # a relaunched cell's old error stays beside it, out of the status' way
+        if (c.path / FAILED).exists():
+            (c.path / FAILED).replace(c.path / (FAILED + ".prev"))
+    folder = out / "_submitit" / grid.name
+    if executor == "slurm":
+        _launch_slurm(grid, runs, out, folder, flags, data_dir, log)
+        if wait:
+            wait_for(cells, poll_s, log)
+    elif executor == "local":
+        _launch_local(runs, out, data_dir, workers or grid.local.get("workers"), log)
+    else:
+        _launch_debug(runs, out, folder, data_dir, log)
+    return todo
+
+
+def _job_record(executor: str, job_id: str | None, folder: Path | None) -> dict:
+    return {"executor": executor, "job_id": job_id, "folder": str(folder) if folder else None,
+            "submitted": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def slurm_executor(grid: Grid, folder: str | Path, flags: dict | None = None):
+    """A submitit SLURM executor with the grid's parameters (submitit validates every one)."""
+    params = slurm_parameters(grid, flags)
+    # requeues after a time-out: an executor argument, not an sbatch parameter
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                               slurm_max_num_timeout=params.pop("slurm_max_num_timeout", 3))
+    ex.update_parameters(**params)
+    return ex
+
+
+def _launch_slurm(grid, runs, out, folder, flags, data_dir, log) -> None:
+    ex = slurm_executor(grid, folder, flags)
+    jobs = []
+    with ex.batch():  # one job array
+        for _, cfg in runs:
+            jobs.append(ex.submit(CellJob(cfg, str(out), data_dir)))
+    for (cell, _), job in zip(runs, jobs):
+        cell.path.mkdir(parents=True, exist_ok=True)
+        write_json(cell.path / JOB_FILE, _job_record("slurm", job.job_id, folder))
+    log(f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} tasks); "
+        f"logs in {folder}")
+
+
+def _launch_local(runs, out, data_dir, workers, log) -> None:
+    from joblib import Parallel, delayed
+
+    workers = int(workers or os.cpu_count() or 1)
+    for cell, _ in runs:
+        cell.path.mkdir(parents=True, exist_ok=True)
+        write_json(cell.path / JOB_FILE, _job_record("local", None, None))
+    errors = Parallel(n_jobs=min(workers, len(runs)), backend="loky")(
+        delayed(_run_cell_local)(cfg, str(out), data_dir, os.getpid()) for _, cfg in runs)
+    for (cell, _), err in zip(runs, errors):
+        log(f"  {cell.name}: " + (f"failed ({err})" if err else "done"))
+
+
+def _launch_debug(runs, out, folder, data_dir, log) -> None:
+    """In this process, one cell after the other (submitit's debug executor: pdb on errors)."""
+    ex = submitit.AutoExecutor(folder=folder, cluster="debug")
+    for cell, cfg in runs:
+        cell.path.mkdir(parents=True, exist_ok=True)
+        write_json(cell.path / JOB_FILE, _job_record("debug", None, None))
+        job = ex.submit(CellJob(cfg, str(out), data_dir))
+        try:
+            job.result()
+            log(f"  {cell.name}: done")
+        except Exception as exc:
+            log(f"  {cell.name}: failed ({type(exc).__name__}: {exc})")
+
+
+def wait_for(cells: list[Cell], poll_s: float = 5.0, log=print,
+             timeout_s: float | None = None) -> list[CellStatus]:
+    """Poll the disk (and the scheduler) until no cell is running; return the last status."""
+    start = time.time()
+    while True:
+        statuses = grid_status(cells)
+        if not any(s.state == RUNNING for s in statuses):
+            return statuses
+        if timeout_s is not None and time.time() - start > timeout_s:
+            raise TimeoutError(f"cells still running after {timeout_s:.0f}s:\n"
+                               + format_status(statuses))
+        time.sleep(poll_s)
+
+
