@@ -45,8 +45,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="; ".join(f"{n}: {s.description.split(':', 1)[-1].strip()}"
                                   for n, s in SETTINGS.items()) + " (default: al)")
     p.add_argument("--preset", default="cpu", metavar="|".join(PRESETS),
-                   help="protocol and training budget: cpu = MiniLM on a 2,000-text pool, "
-                        "minutes per run on a CPU; smoke = 30 + 2 x 30 labels, seconds; paper = "
+                   help="protocol and training budget: cpu = MiniLM on a pool of at most "
+                        "10,000 texts, minutes per run on a CPU; smoke = 30 + 2 x 30 labels, seconds; paper = "
                         "the paper's protocol, for GPUs (default: cpu)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="folder holding NAME/train.jsonl for registered datasets (default: "
