@@ -1,7 +1,8 @@
 """What a method declares about itself (its class in ``methods``), for the analysis.
 
 Records on disk carry a method's name and parameters (``config.json``), not what it is; its
-class says that: ``family``, ``variant_of`` and ``plugin_of`` (see ``methods.base.Method``).
+class says that: ``family``, ``variant_of``, ``plugin_of`` and ``al_counterpart`` (see
+``methods.base.Method``).
 A method this checkout does not know declares nothing and is judged from its records.
 """
 from __future__ import annotations
@@ -33,6 +34,12 @@ def plugin_of(name: str, params: dict) -> str | None:
     a record may predate a parameter), or None."""
     cls = method_class(name)
     return cls.plugin_of({**cls.params, **params}) if cls is not None else None
+
+
+def al_counterpart(name: str, params: dict) -> str | None:
+    """The method whose AL run queries as ``name``'s SSAL run with ``params`` does, or None."""
+    cls = method_class(name)
+    return cls.al_counterpart({**cls.params, **params}) if cls is not None else None
 
 
 def ours() -> list[str]:

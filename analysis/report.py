@@ -225,6 +225,13 @@ ITEMS: list[Item] = [
          "in points, verdict 'unresolved' where |mean_diff| < mdd; seeds_needed: seeds at which "
          "the MDD falls to the difference",
          lambda c: tables.ttest_table(c.tests_per_dataset), NEEDS_PAIR),
+    Item("table_pseudo_gain", "What pseudo-labels add: each method's SSAL run against the AL "
+         "run of the method that queries as it does (its declared AL counterpart: itself for "
+         "ours), mean test accuracy over seeds and rounds >= 1 in points; paired t-test over "
+         "(seed, round) pairs, Holm across the methods of a dataset; rounds_ahead: pairs where "
+         "SSAL is ahead; verdict 'unresolved' where |mean_diff| < the pairs' own MDD",
+         lambda c: tables.pseudo_gain_table(stats.pseudo_label_gain(c.main)),
+         "needs SSAL runs and their AL counterparts on the same dataset and seeds"),
     Item("table_label_efficiency", "Label efficiency behind Fig. 3 (saving = 1 - n_ours / "
          "n_baseline; 'not reached' rows are excluded from the summary); _lo / _hi: "
          f"{uncertainty.CONFIDENCE:.0%} bootstrap interval over seeds, inf beyond the labels "

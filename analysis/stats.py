@@ -284,6 +284,47 @@ def paired_tests(df: pd.DataFrame, ours=None, metric="test_acc",
     return pd.DataFrame(rows)
 
 
+def pseudo_label_gain(df: pd.DataFrame, metric="test_acc", min_round: int = 1,
+                      alpha: float = 0.05) -> pd.DataFrame:
+    """What pseudo-labels add: each method's SSAL run against its declared AL counterpart
+    (``declared.al_counterpart``: the method that queries as it does, run with labelled data
+    only), paired on dataset, seed and round >= ``min_round``, with a paired t-test (Holm across
+    the methods of a dataset) and, from the pairs' own spread, the MDD and a verdict."""
+    from .uncertainty import mdd
+
+    key = ["dataset", "seed", "round"]
+    d = df[df["round"] >= min_round].dropna(subset=[metric])
+    rows = []
+    for ds, g in d.groupby("dataset"):
+        al = g[g["setting"] == "al"]
+        block = []
+        for (method, params), s in g[g["setting"] == "ssal"].groupby(["method", "params_key"]):
+            other = declared.al_counterpart(method, _params(params))
+            if not other:
+                continue
+            base = al[al["method"] == other].groupby(key, as_index=False)[metric].mean()
+            pair = s.groupby(key, as_index=False)[metric].mean().merge(
+                base, on=key, suffixes=("_ssal", "_al"))
+            if len(pair) < 2:
+                continue
+            x, y = pair[f"{metric}_ssal"].to_numpy(), pair[f"{metric}_al"].to_numpy()
+            diff = x - y
+            t, p = stats.ttest_rel(x, y)
+            sd = float(diff.std(ddof=1))
+            block.append(dict(dataset=ds, method=method, al_counterpart=other,
+                              seeds=pair["seed"].nunique(), n_pairs=len(pair),
+                              mean_ssal=x.mean(), mean_al=y.mean(), mean_diff=diff.mean(),
+                              rounds_ahead=int((diff > 0).sum()), t=float(t), p=float(p),
+                              mdd=mdd(sd, len(pair)) if sd > 0 else 0.0))
+        for r, h in zip(block, holm([r["p"] for r in block])):
+            significant = h < alpha
+            r.update(p_holm=h, verdict="unresolved" if abs(r["mean_diff"]) < r["mdd"]
+                     else "not significant" if not significant
+                     else "gain" if r["mean_diff"] > 0 else "loss")
+        rows.extend(block)
+    return pd.DataFrame(rows)
+
+
 # -------------------------------------------------------------------------------------------
 # Hyper-parameter sweeps and ours-on-top-of-X pairs, read from the configs
 # -------------------------------------------------------------------------------------------

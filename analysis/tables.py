@@ -130,6 +130,19 @@ def ttest_table(tests: pd.DataFrame) -> pd.DataFrame:
     return t[keep]
 
 
+def pseudo_gain_table(gain: pd.DataFrame) -> pd.DataFrame:
+    """``stats.pseudo_label_gain`` in accuracy points, p-values to 4 digits."""
+    if gain.empty:
+        return gain
+    t = gain.copy()
+    for col in ("mean_ssal", "mean_al", "mean_diff", "mdd"):
+        t[f"{col}_pts"] = (100 * t.pop(col)).round(2)
+    t[["t", "p", "p_holm"]] = t[["t", "p", "p_holm"]].round(4)
+    return t[["dataset", "method", "al_counterpart", "seeds", "n_pairs", "mean_ssal_pts",
+              "mean_al_pts", "mean_diff_pts", "rounds_ahead", "t", "p", "p_holm", "mdd_pts",
+              "verdict"]]
+
+
 def label_efficiency_table(eff: pd.DataFrame) -> pd.DataFrame:
     """The numbers behind Fig. 3 as people read them: label counts whole, accuracy and saving
     in percent with one decimal (bootstrap ends ``_lo`` / ``_hi`` alike)."""

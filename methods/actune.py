@@ -371,6 +371,12 @@ class ACTune(Method):
         """Its query method (a Fig. 5a plug-in), else its uncertainty a(x)."""
         return params.get("query_method") or params.get("uncertainty")
 
+    @classmethod
+    def al_counterpart(cls, params: dict) -> str | None:
+        """Itself: in the AL setting it queries by the same region-aware rule, without the
+        self-training (the paper's AL comparison)."""
+        return cls.name
+
 
 # ----------------------------------------------------------------------------------------------
 # The paper's variants: registry entries that only change defaults

@@ -28,6 +28,10 @@ class ASST(Method):
     settings = ("ssal", "weak")
     cost = "one inference pass + the uncertainty method's own cost"
 
+    @classmethod
+    def al_counterpart(cls, params: dict) -> str | None:
+        return str(params["uncertainty"])
+
     def select(self, view: RoundView) -> Selection:
         scorer = uncertainty_method(str(self.hp["uncertainty"]), view.dataset)
         ids = view.unlabelled_ids

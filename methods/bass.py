@@ -22,6 +22,10 @@ class BASS(Method):
     settings = ("ssal", "weak")
     cost = "T=10 dropout passes, ~16x one inference pass"
 
+    @classmethod
+    def al_counterpart(cls, params: dict) -> str | None:
+        return "bald"
+
     def select(self, view: RoundView) -> Selection:
         with view.timer("mc_dropout"):
             mc = view.mc_dropout(int(self.hp["passes"]))     # (T, n_pool, C), cached per round

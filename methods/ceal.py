@@ -27,6 +27,10 @@ class CEAL(Method):
     settings = ("ssal", "weak")
     cost = "one inference pass"
 
+    @classmethod
+    def al_counterpart(cls, params: dict) -> str | None:
+        return "entropy"
+
     def threshold(self, round: int) -> float:
         """delta_t for the selection made before training round ``round`` (1-based)."""
         return max(0.0, float(self.hp["delta0"]) - float(self.hp["dr"]) * (round - 1))

@@ -119,6 +119,10 @@ class COSINE(Method):
     settings = ("ssal", "weak")
     cost = "one inference pass; a teacher forward per self-training step"
 
+    @classmethod
+    def al_counterpart(cls, params: dict) -> str | None:
+        return "random"
+
     def __init__(self, **params):
         super().__init__(**params)
         self.freq: torch.Tensor | None = None

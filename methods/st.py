@@ -46,6 +46,10 @@ class SelfTraining(Method):
     settings = ("ssal", "weak")
     cost = "one inference pass"
 
+    @classmethod
+    def al_counterpart(cls, params: dict) -> str | None:
+        return "random"
+
     def select(self, view: RoundView) -> Selection:
         query = random_query(view)
         with view.timer("pseudo_labels"):

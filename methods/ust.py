@@ -46,6 +46,10 @@ class UST(Method):
     settings = ("ssal", "weak")
     cost = "T=10 dropout passes, ~16x one inference pass"
 
+    @classmethod
+    def al_counterpart(cls, params: dict) -> str | None:
+        return "random"
+
     def select(self, view: RoundView) -> Selection:
         if int(self.hp["passes"]) < 2:
             raise ValueError("UST needs at least 2 dropout passes for a variance (paper: >= 10)")

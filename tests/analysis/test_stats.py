@@ -191,3 +191,42 @@ def test_plot_groups_read_the_methods_declared_family():
     # --ours decides what is ours: with entropy as ours, ACTUNE's runs are baselines
     groups = stats.plot_groups(df, ["entropy"])
     assert groups["entropy"] == "ours" and groups["actune"] == "ST"
+
+
+def test_pseudo_label_gain_pairs_each_ssal_method_with_its_declared_al_counterpart():
+    rng = np.random.default_rng(0)
+    curve = lambda shift: [[0.5, *(0.8 + shift + rng.normal(0, 0.004, 4))] for _ in range(3)]
+    rows = (_rows("asst", curve(0.02), setting="ssal", n_pseudo=50)        # entropy's queries
+            + _rows("entropy", curve(0.0), setting="al")
+            + _rows("bass", curve(0.0), setting="ssal", n_pseudo=50)       # bald's queries
+            + _rows("bald", curve(0.0), setting="al")
+            + _rows("cosine", curve(0.0), setting="ssal")                  # no random AL run
+            + _rows("revival", curve(0.0), setting="ssal")                 # declares none
+            + _rows("entropy", curve(-0.05), setting="ssal"))              # none: not SSAL's
+    params = {"asst": '{"uncertainty": "entropy"}'}
+    df = pd.DataFrame(rows).assign(params_key=lambda d: d["method"].map(params).fillna("{}"))
+    res = stats.pseudo_label_gain(df).set_index("method")
+    assert list(res.index) == ["asst", "bass"]
+    assert res.loc["asst", "al_counterpart"] == "entropy"
+    assert res.loc["bass", "al_counterpart"] == "bald"
+    x = df[(df.method == "asst") & (df["round"] >= 1)]["test_acc"].to_numpy()
+    y = df[(df.method == "entropy") & (df.setting == "al") & (df["round"] >= 1)]["test_acc"]
+    t, p = sps.ttest_rel(x, y.to_numpy())
+    r = res.loc["asst"]
+    assert r["n_pairs"] == 12 and r["seeds"] == 3 and r["rounds_ahead"] == 12
+    assert r["mean_diff"] == pytest.approx(np.mean(x - y.to_numpy()))
+    assert r["t"] == pytest.approx(t) and r["p"] == pytest.approx(p)
+    assert list(res["p_holm"]) == pytest.approx(list(stats.holm(res["p"])))   # across methods
+    assert r["verdict"] == "gain"                       # 2 points, far above its MDD
+    assert res.loc["bass", "verdict"] in ("unresolved", "not significant")
+
+
+def test_al_counterparts_follow_the_params_a_run_recorded():
+    from analysis import declared
+
+    assert declared.al_counterpart("asst", {}) == "entropy"
+    assert declared.al_counterpart("asst", {"uncertainty": "bald"}) == "bald"
+    assert declared.al_counterpart("actune", {}) == "actune"
+    assert declared.al_counterpart("st", {}) == "random"
+    assert declared.al_counterpart("revival", {}) is None
+    assert declared.al_counterpart("not-a-method", {}) is None
