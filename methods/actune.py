@@ -185,7 +185,7 @@ class ThresholdedSelfTraining(Objective):
         return (p > self.gamma).float().to(batch.logits_u.device)
 
     def __call__(self, batch: TrainBatch) -> torch.Tensor:
-        loss = (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
+        loss = self.labelled_loss(batch)
         if batch.logits_u is None:
             return loss
         w = self.mask(batch)

@@ -169,8 +169,14 @@ class Objective:
         into the round's ``train`` record after training; JSON-serialisable values."""
         return {}
 
+    @staticmethod
+    def labelled_loss(batch: TrainBatch) -> torch.Tensor:
+        """Mean weighted cross-entropy on the labelled batch: the first term of every objective
+        (Eq. 1), which a method's own objective keeps as it is."""
+        return (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
+
     def __call__(self, batch: TrainBatch) -> torch.Tensor:
-        loss = (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
+        loss = self.labelled_loss(batch)
         if batch.logits_u is not None:
             loss = loss + self.lam * (batch.w_u * cross_entropy(batch.logits_u, batch.y_u)).mean()
         return loss

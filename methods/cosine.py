@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Method, Objective, RoundView, Selection, TrainBatch, cross_entropy, entropy
+from .base import Method, Objective, RoundView, Selection, TrainBatch, entropy
 from .random import random_query
 from .registry import register
 from .st import pseudo_candidates
@@ -93,7 +93,7 @@ class CosineObjective(Objective):
         return sharpen(logits.float().softmax(-1), self.freq.to(logits.device))
 
     def __call__(self, batch: TrainBatch) -> torch.Tensor:
-        loss = (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
+        loss = self.labelled_loss(batch)
         if batch.logits_u is None:
             return loss
         q = self.targets(batch)

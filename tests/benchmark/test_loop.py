@@ -6,7 +6,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import resolve
-from benchmark.loop import Run, run_experiment
+from benchmark.loop import RoundState, Run, run_experiment
 from benchmark.registry import UnknownNameError
 from methods.base import Method, Selection
 from methods.registry import METHODS, register
@@ -63,6 +63,37 @@ def test_killed_run_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_pa
     assert strip_times(resumed) == strip_times(whole)
     assert [json.loads(x)["round"] for x in (run_dir / "records.jsonl").read_text().splitlines()] \
         == [0, 1, 2]
+
+
+def test_a_checkpoint_keeps_the_dict_layout_and_one_without_round0_only_resumes(
+        toy_data, tiny_overrides, tmp_path):
+    """The checkpoint keeps the keys of the dict the rounds once carried, so a run cut before
+    :class:`RoundState` resumes; such a one lacks ``round0_only`` after round 0. Its pseudo-labels
+    come back as they went in."""
+    from benchmark.results import RunStore
+
+    def die_after_round_1(line):
+        if line.startswith("round  1"):
+            raise KeyboardInterrupt
+
+    cfg = resolve("st", str(toy_data), 0, "ssal", "smoke", {**tiny_overrides, "threshold": 0.0})
+    whole = run_experiment(cfg, tmp_path / "whole", log=lambda *_: None)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path / "cut", log=die_after_round_1)
+    store = RunStore(tmp_path / "cut", cfg)
+    saved = store.load_checkpoint()
+    assert set(saved) == {"round", "labels", "clean", "pseudo", "records", "round0_only",
+                          "pending", "method", "pool_idx"}
+    assert set(saved["pending"]) == {"queried", "time", "info"} and len(saved["pseudo"]["ids"])
+    state = RoundState.from_checkpoint(saved)
+    assert np.array_equal(state.pseudo.ids, saved["pseudo"]["ids"]) and state.round == 1
+    del saved["round0_only"]
+    store.save_checkpoint(saved)
+    lines = []
+    resumed = run_experiment(cfg, tmp_path / "cut", log=lines.append)
+    assert any("resuming after round 1" in x for x in lines)
+    assert strip_times(resumed) == strip_times(whole)
+    assert whole[2]["n_pseudo"] > 0
 
 
 def test_done_run_is_not_rerun(toy_data, tiny_overrides, tmp_path):
