@@ -19,9 +19,9 @@ each round). Every round from 1 on of a cell whose method pseudo-labelled in rou
 where pseudo-labels are allowed (it may start in round 2), is costed with pseudo-labels: an
 upper bound for methods that pseudo-label in some rounds only.
 
-    python benchmarks/grid_cost.py grids/cpu-study.yaml --data-dir ../shared/data --set threads=1
-    python benchmarks/grid_cost.py GRID --quick ...     # seconds: 2 steps per measurement
-    python benchmarks/grid_cost.py --smoke              # seconds: a toy grid on TREC, tiny backbone
+    python scripts/grid_cost.py grids/cpu-study.yaml --data-dir ../shared/data --set threads=1
+    python scripts/grid_cost.py GRID --quick ...     # seconds: 2 steps per measurement
+    python scripts/grid_cost.py --smoke              # seconds: a toy grid on TREC, tiny backbone
 """
 from __future__ import annotations
 
