@@ -20,8 +20,8 @@ import torch
 
 from .backbones import amp_enabled, build_classifier, cache_dir, collate, cpu_has_bf16, pack_texts
 from .config import resolve
-from .loop import Run
-from .training import TrainSet, _batches, step_loss
+from .loop import RoundState, Run
+from .training import _batches, step_loss
 
 
 def matmul_gflops(dtype: torch.dtype, device: torch.device, m: int = 2048, k: int = 2048,
@@ -52,7 +52,7 @@ def flops_per_token(model, mean_len: float) -> float:
     return 2 * dense + attention
 
 
-def compare_training(run: Run, state: dict, steps: int = 40) -> dict:
+def compare_training(run: Run, state: RoundState, steps: int = 40) -> dict:
     """Useful tokens/s of the same training steps on the padded (old) and packed (new) paths.
 
     The round's labelled and pseudo-labelled sets, batches drawn as ``fine_tune`` draws them;
@@ -63,12 +63,8 @@ def compare_training(run: Run, state: dict, steps: int = 40) -> dict:
     (optimizer, clipping, the bf16 weight casts: work the size of the weights, not of the batch).
     """
     cfg, dev = run.cfg, run.device
-    ids = np.fromiter(state["labels"], dtype=np.int64, count=len(state["labels"]))
-    labelled = TrainSet(run.pool_tokens, ids, np.array([state["labels"][i] for i in ids]))
-    pseudo = None
-    if state["pseudo"] is not None and len(state["pseudo"]["ids"]) and run.setting.allow_pseudo:
-        p = state["pseudo"]
-        pseudo = TrainSet(run.pool_tokens, p["ids"], p["labels"], p["weights"])
+    labelled, pseudo = run.training_sets(state)
+    pseudo = pseudo if pseudo is not None and len(pseudo) else None
     model = build_classifier(cfg["backbone"], run.data.num_classes, seed=0,
                              dropout=cfg["dropout"], pooling=cfg["pooling"], vocab=run.vocab)
     model.to(dev).train()
@@ -167,16 +163,16 @@ def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None =
         cached_before = len(list((cache_dir() / "tokens").glob("*.npz"))) \
             if (cache_dir() / "tokens").exists() else 0
         t0 = time.perf_counter()
-        run._prepare()
+        run.prepare()
         out["tokenisation_s"] = time.perf_counter() - t0
         out["tokenisation_cached"] = cached_before > 0 and \
             len(list((cache_dir() / "tokens").glob("*.npz"))) == cached_before
-        state = run._fresh_state()
-        _, model = run._train_round(0, state)           # the model the measured round starts from
+        state = run.initial_state()
+        _, model = run.train_round(0, state)            # the model the measured round starts from
         views = keep_views(run.method)                    # its real features, for overhead_at
-        run._select(1, model, state)                      # measured: inference + query (+ sub-phases)
-        sel_times = dict(state["pending"]["time"])
-        record, _ = run._train_round(1, state)            # measured: training + evaluation
+        run.select(1, model, state)                       # measured: inference + query (+ sub-phases)
+        sel_times = dict(state.selected.time)
+        record, _ = run.train_round(1, state)             # measured: training + evaluation
         training = compare_training(run, state, train_steps) if train_steps else {}
     dev = run.device
     n_pool = len(run.pool_tokens)

@@ -1,10 +1,15 @@
 """The round loop (Algorithm 1): train -> evaluate -> infer on the pool -> the method selects.
 
 Round 0 fine-tunes on the initial labels; each round t = 1..T trains a fresh model on the
-labelled (+ pseudo-labelled) data chosen at the end of round t-1. After every round the state
-(labels, pseudo-labels, the method's state, records) is checkpointed, so a killed run resumes
-from its last finished round and ends with the same records as an uninterrupted one: every
-random draw is seeded from (seed, round), never from a generator carried across rounds.
+labelled (+ pseudo-labelled) data chosen at the end of round t-1. After every round the
+:class:`RoundState` (labels, pseudo-labels, the method's state, records) is checkpointed, so a
+killed run resumes from its last finished round and ends with the same records as an
+uninterrupted one: every random draw is seeded from (seed, round), never from a generator
+carried across rounds.
+
+The phases are public, for tools that time or inspect one round (``benchmark bench``, the
+scripts): :meth:`Run.prepare`, :meth:`Run.initial_state`, :meth:`Run.train_round`,
+:meth:`Run.select`.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import contextlib
 import hashlib
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +64,62 @@ def parse_device(name: str) -> torch.device:
     return device
 
 
+@dataclass
+class Pseudo:
+    """Pseudo-labels chosen for the next round's training (ids into the pool)."""
+    ids: np.ndarray
+    labels: np.ndarray                  # class ids (n,) or soft targets (n, C)
+    weights: np.ndarray | None = None
+
+
+@dataclass
+class Selected:
+    """What choosing round t's data found, for round t's record (round 0: the initial labels)."""
+    queried: list[int]                  # ids whose gold label the oracle revealed for round t
+    time: dict[str, float]              # seconds per selection phase, ``select_total`` included
+    info: dict                          # record fields: pseudo-label facts, weak-label facts
+
+
+@dataclass
+class RoundState:
+    """What carries from one round to the next; saved whole with every checkpoint."""
+    labels: dict[int, int]              # pool id -> training label (gold, or weak)
+    clean: list[int]                    # sorted ids with a revealed gold label (the budget's)
+    selected: Selected                  # what the next round trains on was chosen so
+    method: dict                        # the method's ``state_dict`` after the last round
+    pool_idx: np.ndarray                # the run's pool: a checkpoint of another is not resumed
+    pseudo: Pseudo | None = None
+    round: int = -1                     # the last finished round
+    records: list[dict] = field(default_factory=list)
+    round0_only: bool = False           # labels outside ``clean`` train round 0 only
+
+    def labelled(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, labels) of the labelled set, in the order the labels were given."""
+        ids = np.fromiter(self.labels, dtype=np.int64, count=len(self.labels))
+        return ids, np.array([self.labels[i] for i in ids], dtype=np.int64)
+
+    def to_checkpoint(self) -> dict:
+        """Plain containers (``weights_only`` reads them back), under the keys checkpoints have
+        always had, so a run checkpointed by an older checkout resumes."""
+        p = self.pseudo
+        return {"round": self.round, "labels": self.labels, "clean": self.clean,
+                "pseudo": None if p is None else {"ids": p.ids, "labels": p.labels,
+                                                  "weights": p.weights},
+                "records": self.records, "round0_only": self.round0_only,
+                "pending": {"queried": self.selected.queried, "time": self.selected.time,
+                            "info": self.selected.info},
+                "method": self.method, "pool_idx": self.pool_idx}
+
+    @classmethod
+    def from_checkpoint(cls, d: dict) -> RoundState:
+        p = d["pseudo"]
+        return cls(labels=d["labels"], clean=d["clean"], selected=Selected(**d["pending"]),
+                   method=d["method"], pool_idx=d["pool_idx"],
+                   pseudo=None if p is None else Pseudo(p["ids"], p["labels"], p["weights"]),
+                   round=d["round"], records=d["records"],
+                   round0_only=d.get("round0_only", False))
+
+
 def _subsample(n: int, cap: int | None, seed: int) -> np.ndarray:
     if cap is None or cap >= n:
         return np.arange(n)
@@ -87,18 +149,19 @@ class Run:
             return
         cfg = self.cfg
         data = load_dataset(cfg["dataset"], self.data_dir, cfg["dev_size"],
-                            with_weak=getattr(self.setting, "needs_weak_labels", False))
+                            with_weak=self.setting.needs_weak_labels)
         self.pool_idx = _subsample(len(data.train), cfg["pool_size"],
                                    derive_seed(cfg["seed"], "pool"))
         self.pool_y = data.train.labels[self.pool_idx]
         need = cfg["initial_size"] + cfg["rounds"] * cfg["budget"]
-        if getattr(self.setting, "counts_initial", True) and need > len(self.pool_idx):
+        if self.setting.counts_initial and need > len(self.pool_idx):
             raise ValueError(f"budget too large: {cfg['initial_size']} initial + {cfg['rounds']} "
                              f"rounds x {cfg['budget']} = {need} labels, but the pool has only "
                              f"{len(self.pool_idx)} texts")
         self.data = data
 
-    def _prepare(self):
+    def prepare(self) -> None:
+        """Data, pool and tokenisation: everything a round needs before it trains."""
         cfg = self.cfg
         if cfg.get("threads"):
             torch.set_num_threads(int(cfg["threads"]))
@@ -121,15 +184,24 @@ class Run:
                 remap_tokens(t, self.vocab)
                 for t in (self.pool_tokens, self.dev_tokens, self.test_tokens))
 
-    def _fresh_state(self) -> dict:
+    def initial_state(self) -> RoundState:
+        """Round 0's state: the setting's initial labels (after :meth:`prepare`)."""
         rng = np.random.default_rng(derive_seed(self.cfg["seed"], "initial"))
         init = self.setting.initial(self.pool_y, self.cfg["initial_size"], rng,
                                     dataset=self.data, pool_idx=self.pool_idx, cfg=self.cfg)
-        return {"round": -1, "labels": dict(zip(init.ids.tolist(), init.labels.tolist())),
-                "clean": sorted(init.clean.tolist()), "pseudo": None, "records": [],
-                "round0_only": init.round0_only,
-                "pending": {"queried": init.clean.tolist(), "time": {}, "info": init.info},
-                "method": self.method.state_dict(), "pool_idx": self.pool_idx}
+        return RoundState(labels=dict(zip(init.ids.tolist(), init.labels.tolist())),
+                          clean=sorted(init.clean.tolist()),
+                          selected=Selected(init.clean.tolist(), {}, init.info),
+                          method=self.method.state_dict(), pool_idx=self.pool_idx,
+                          round0_only=init.round0_only)
+
+    def training_sets(self, state: RoundState) -> tuple[TrainSet, TrainSet | None]:
+        """The labelled set and, where the setting trains on them, the pseudo-labels."""
+        labelled = TrainSet(self.pool_tokens, *state.labelled())
+        p = state.pseudo
+        if p is None or not self.setting.allow_pseudo:
+            return labelled, None
+        return labelled, TrainSet(self.pool_tokens, p.ids, p.labels, p.weights)
 
     # -------------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -173,28 +245,29 @@ class Run:
 
     def _run(self) -> list[dict]:
         cfg = self.cfg
-        self._prepare()
-        state = self.store.load_checkpoint()
-        if state is None or not np.array_equal(state["pool_idx"], self.pool_idx):
-            state = self._fresh_state()
+        self.prepare()
+        saved = self.store.load_checkpoint()
+        if saved is None or not np.array_equal(saved["pool_idx"], self.pool_idx):
+            state = self.initial_state()
         else:
-            self.method.load_state_dict(state["method"])
-            self.log(f"resuming after round {state['round']}")
-        self.store.rewrite(state["records"])  # drop anything written after the checkpoint
+            state = RoundState.from_checkpoint(saved)
+            self.method.load_state_dict(state.method)
+            self.log(f"resuming after round {state.round}")
+        self.store.rewrite(state.records)  # drop anything written after the checkpoint
         T = cfg["rounds"]
-        progress = RunProgress(cfg, state["round"] + 1, len(state["labels"]),
+        progress = RunProgress(cfg, state.round + 1, len(state.labels),
                                self.setting.allow_pseudo, self.stream)
         try:
-            for t in range(state["round"] + 1, T + 1):
-                record, model = self._train_round(t, state, progress)
+            for t in range(state.round + 1, T + 1):
+                record, model = self.train_round(t, state, progress)
                 if t < T:
-                    self._select(t + 1, model, state)
-                state["round"] = t
-                state["records"].append(record)
-                state["method"] = self.method.state_dict()
-                self.store.save_checkpoint(state)
+                    self.select(t + 1, model, state)
+                state.round = t
+                state.records.append(record)
+                state.method = self.method.state_dict()
+                self.store.save_checkpoint(state.to_checkpoint())
                 self.store.append(record)
-                progress.end_round(t, len(state["labels"]), self._pseudo_next(state))
+                progress.end_round(t, len(state.labels), self._pseudo_next(state))
                 progress.write(
                     f"round {t:2d}/{T}  labels {record['n_labels']:5d}  pseudo "
                     f"{record['n_pseudo']:5d}  dev acc {record['dev_acc']:.4f}  test acc "
@@ -203,23 +276,19 @@ class Run:
         finally:
             progress.close()
         self.store.mark_done()
-        return state["records"]
+        return state.records
 
-    def _pseudo_next(self, state: dict) -> bool:
-        p = state["pseudo"]
-        return self.setting.allow_pseudo and p is not None and len(p["ids"]) > 0
+    def _pseudo_next(self, state: RoundState) -> bool:
+        p = state.pseudo
+        return self.setting.allow_pseudo and p is not None and len(p.ids) > 0
 
-    def _train_round(self, t: int, state: dict, progress: RunProgress | None = None):
+    def train_round(self, t: int, state: RoundState, progress: RunProgress | None = None):
+        """Round t: fine-tune a fresh model on ``state``'s data and evaluate it.
+        Returns (the round's record, the model); ``state`` is not changed."""
         cfg, seed = self.cfg, self.cfg["seed"]
         timer = PhaseTimer()
         start = time.perf_counter()
-        ids = np.fromiter(state["labels"], dtype=np.int64, count=len(state["labels"]))
-        y = np.array([state["labels"][i] for i in ids], dtype=np.int64)
-        labelled = TrainSet(self.pool_tokens, ids, y)
-        pseudo = None
-        if state["pseudo"] is not None and self.setting.allow_pseudo:
-            p = state["pseudo"]
-            pseudo = TrainSet(self.pool_tokens, p["ids"], p["labels"], p["weights"])
+        labelled, pseudo = self.training_sets(state)
         model = build_classifier(cfg["backbone"], self.data.num_classes,
                                  derive_seed(seed, t, "init"), cfg["dropout"], cfg["pooling"],
                                  self.vocab).to(self.device)
@@ -235,25 +304,33 @@ class Run:
                            cfg["eval_batch_size"], cfg["amp"])
             test = evaluate(model, self.test_tokens, self.test_y, self.pad_id,
                             cfg["eval_batch_size"], cfg["amp"])
-        pending = state["pending"]
-        times = {**pending["time"], **timer.seconds}
-        times["round"] = time.perf_counter() - start + pending["time"].get("select_total", 0.0)
-        n_pseudo = 0 if pseudo is None else len(pseudo)
-        record = {
-            "method": cfg["method"], "dataset": cfg["dataset_name"], "seed": seed,
-            "setting": cfg["setting"], "preset": cfg["preset"], "backbone": cfg["backbone"],
-            "config_hash": self.store.hash, "round": t, "n_labels": len(state["clean"]),
-            "n_train_labels": len(ids), "n_queried": len(pending["queried"]), "n_pseudo": n_pseudo,
-            "pseudo_acc": pending["info"].get("pseudo_acc") if n_pseudo else None,
-            "dev_acc": dev["acc"], "dev_f1": dev["f1"], "test_acc": test["acc"],
-            "test_f1": test["f1"], "time": times, "train": info,
-            "queried_ids": [int(i) for i in pending["queried"]],
-            **{k: v for k, v in pending["info"].items() if k != "pseudo_acc"},
-        }
+        seconds = time.perf_counter() - start
+        record = self.round_record(t, state, len(labelled), 0 if pseudo is None else len(pseudo),
+                                   info, dev, test, timer.seconds, seconds)
         return record, model
 
-    def _select(self, t: int, model, state: dict) -> None:
-        """With the model of round t-1, choose round t's queries and pseudo-labels."""
+    def round_record(self, t: int, state: RoundState, n_train: int, n_pseudo: int, train: dict,
+                     dev: dict, test: dict, phases: dict, seconds: float) -> dict:
+        """Round t's record: its training (``train``, ``phases``, ``seconds``), its scores,
+        and what choosing its data found (``state.selected``)."""
+        cfg, selected = self.cfg, state.selected
+        times = {**selected.time, **phases}
+        times["round"] = seconds + selected.time.get("select_total", 0.0)
+        return {
+            "method": cfg["method"], "dataset": cfg["dataset_name"], "seed": cfg["seed"],
+            "setting": cfg["setting"], "preset": cfg["preset"], "backbone": cfg["backbone"],
+            "config_hash": self.store.hash, "round": t, "n_labels": len(state.clean),
+            "n_train_labels": n_train, "n_queried": len(selected.queried), "n_pseudo": n_pseudo,
+            "pseudo_acc": selected.info.get("pseudo_acc") if n_pseudo else None,
+            "dev_acc": dev["acc"], "dev_f1": dev["f1"], "test_acc": test["acc"],
+            "test_f1": test["f1"], "time": times, "train": train,
+            "queried_ids": [int(i) for i in selected.queried],
+            **{k: v for k, v in selected.info.items() if k != "pseudo_acc"},
+        }
+
+    def select(self, t: int, model, state: RoundState) -> None:
+        """With the model of round t-1, choose round t's queries and pseudo-labels: the oracle's
+        labels join ``state``, and ``state.pseudo`` and ``state.selected`` are round t's."""
         cfg = self.cfg
         timer = PhaseTimer()
         start = time.perf_counter()
@@ -262,9 +339,9 @@ class Run:
             with timer("inference"):
                 probs, feats = predict(model, self.pool_tokens, self.pad_id,
                                        cfg["eval_batch_size"], cfg["amp"])
-        clean = np.asarray(state["clean"], dtype=np.int64)
+        clean = np.asarray(state.clean, dtype=np.int64)
         unlabelled = np.setdiff1d(np.arange(len(self.pool_idx)), clean)
-        lab_ids = np.fromiter(state["labels"], dtype=np.int64, count=len(state["labels"]))
+        lab_ids, lab_y = state.labelled()
         extras = Extras(
             mc_dropout=lambda passes: mc_dropout_probs(model, self.pool_tokens, self.pad_id, passes,
                                                        cfg["eval_batch_size"], cfg["amp"]),
@@ -275,7 +352,7 @@ class Run:
         view = RoundView(
             round=t, rounds=cfg["rounds"], setting=cfg["setting"],
             budget=min(cfg["budget"], len(unlabelled)), probs=probs, features=feats,
-            labelled_ids=lab_ids, labelled_y=np.array([state["labels"][i] for i in lab_ids]),
+            labelled_ids=lab_ids, labelled_y=lab_y,
             unlabelled_ids=unlabelled, rng=np.random.default_rng(derive_seed(cfg["seed"], t, "select")),
             dataset=cfg["dataset_name"], num_classes=self.data.num_classes, timer=timer,
             extras=extras, allow_pseudo=self.setting.allow_pseudo)
@@ -284,11 +361,12 @@ class Run:
         self._check(sel, view)
         info = {}
         for i in sel.query.tolist():
-            state["labels"][i] = int(self.pool_y[i])  # the oracle reveals the gold label
-        state["clean"] = sorted(set(state["clean"]) | set(sel.query.tolist()))
-        if state.pop("round0_only", False):  # initial labels trained round 0 only (weak=init)
-            state["labels"] = {i: state["labels"][i] for i in state["clean"]}
-        state["pseudo"] = None
+            state.labels[i] = int(self.pool_y[i])  # the oracle reveals the gold label
+        state.clean = sorted(set(state.clean) | set(sel.query.tolist()))
+        if state.round0_only:  # the initial labels trained round 0 only (weak_labels=init)
+            state.round0_only = False
+            state.labels = {i: state.labels[i] for i in state.clean}
+        state.pseudo = None
         if len(sel.pseudo_ids) and self.setting.allow_pseudo:
             keep = ~np.isin(sel.pseudo_ids, sel.query)
             ids, labels = sel.pseudo_ids[keep], sel.pseudo_labels[keep]
@@ -301,14 +379,14 @@ class Run:
             info["pseudo_hist"] = np.bincount(hard, minlength=C).tolist()
             info["pseudo_gold_hist"] = np.bincount(self.pool_y[ids], minlength=C).tolist()
             info["pool_gold_hist"] = np.bincount(self.pool_y, minlength=C).tolist()
-            state["pseudo"] = {"ids": ids, "labels": labels, "weights": weights}
+            state.pseudo = Pseudo(ids, labels, weights)
         if cfg.get("save_features") and t == 1 and feats is not None:
             np.savez_compressed(self.store.path / f"features_round{t}.npz",
                                 features=feats.half().numpy(), labels=self.pool_y,
                                 queried=sel.query, labelled=lab_ids)
         times = dict(timer.seconds)
         times["select_total"] = time.perf_counter() - start
-        state["pending"] = {"queried": sel.query.tolist(), "time": times, "info": info}
+        state.selected = Selected(sel.query.tolist(), times, info)
 
     @staticmethod
     def _check(sel: Selection, view: RoundView) -> None:

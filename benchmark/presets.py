@@ -75,7 +75,7 @@ PRESETS.add("cpu", Preset(
     "sets) on a pool of at most 10,000 texts (TREC: all 5,033) with shorter training.",
     # 3 epochs (4 before the pool grew and budget parity came in): grids/cpu-study.yaml, every
     # method on both datasets, 3 seeds, weak in both readings, measured at 44 worker-hours with
-    # 4 and 37 with 3 (benchmarks/grid_cost.py; README "Presets"); fewer epochs for every method
+    # 4 and 37 with 3 (scripts/grid_cost.py; README "Presets"); fewer epochs for every method
     # alike is the fair cut
     dict(BASE, pool_size=10000, dev_size=300, test_size=None, epochs=3, min_steps=60,
          st_steps=180, eval_every=40, lr=1e-4, eval_batch_size=256),

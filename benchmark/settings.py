@@ -29,6 +29,8 @@ class Setting:
     allow_pseudo = True
     description = ""
     options: dict = {}   # config keys this setting adds (with defaults); ``--set`` may change them
+    needs_weak_labels = False  # True: the loop loads the dataset's rule votes (weak_*.jsonl)
+    counts_initial = True      # False: the initial labels are free, the budget check skips them
 
     def config_defaults(self, cfg: dict) -> dict:
         """Config values this setting's protocol fixes, given the preset's resolved ``cfg``.
@@ -111,8 +113,7 @@ class WeakSupervision(Setting):
     steps, paper: 2,070, smoke: 40 through ``min_steps``), unless the preset sets ``max_steps``.
     """
     name, allow_pseudo = "weak", True
-    needs_weak_labels = True      # the loop loads weak_*.jsonl (split.weak) for this setting
-    counts_initial = False        # weak labels are free: the budget check ignores them
+    needs_weak_labels, counts_initial = True, False
     options = {"weak_labels": "init"}
     READINGS = ("init", "keep")
     description = ("weak supervision: start from rule-based (majority-vote) labels of the whole "

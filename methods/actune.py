@@ -184,16 +184,13 @@ class ThresholdedSelfTraining(Objective):
         p = self.teacher[batch.ids_u.long().cpu()]
         return (p > self.gamma).float().to(batch.logits_u.device)
 
-    def __call__(self, batch: TrainBatch) -> torch.Tensor:
-        loss = (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
-        if batch.logits_u is None:
-            return loss
+    def pseudo_loss(self, batch: TrainBatch) -> torch.Tensor:
         w = self.mask(batch)
         self._passed = self._passed.to(w.device) + w.sum()   # no host sync per step
         self._seen += len(w)
         if batch.w_u is not None:
             w = w * batch.w_u
-        return loss + self.lam * (w * cross_entropy(batch.logits_u, batch.y_u)).mean()
+        return (w * cross_entropy(batch.logits_u, batch.y_u)).mean()
 
     def diagnostics(self) -> dict:
         """``omega_pass_rate``: passed / seen pseudo-labelled samples over all the round's steps."""

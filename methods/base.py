@@ -156,7 +156,8 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Objective:
-    """Default loss: mean weighted CE on labelled data + ``lam`` * mean weighted CE on pseudo-labels."""
+    """The training loss: :meth:`labelled_loss` + ``lam`` * :meth:`pseudo_loss`. The default is
+    mean weighted CE on both batches; a method's objective overrides :meth:`pseudo_loss`."""
 
     def __init__(self, lam: float = 1.0):
         self.lam = lam
@@ -169,11 +170,22 @@ class Objective:
         into the round's ``train`` record after training; JSON-serialisable values."""
         return {}
 
+    @staticmethod
+    def labelled_loss(batch: TrainBatch) -> torch.Tensor:
+        """Mean weighted cross-entropy on the labelled batch: the first term of every objective
+        (Eq. 1), which a method's own objective keeps as it is."""
+        return (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
+
+    def pseudo_loss(self, batch: TrainBatch) -> torch.Tensor | None:
+        """The pseudo-labelled batch's term, before ``lam``; None: this batch adds nothing."""
+        return (batch.w_u * cross_entropy(batch.logits_u, batch.y_u)).mean()
+
     def __call__(self, batch: TrainBatch) -> torch.Tensor:
-        loss = (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
-        if batch.logits_u is not None:
-            loss = loss + self.lam * (batch.w_u * cross_entropy(batch.logits_u, batch.y_u)).mean()
-        return loss
+        loss = self.labelled_loss(batch)
+        if batch.logits_u is None:
+            return loss
+        pseudo = self.pseudo_loss(batch)
+        return loss if pseudo is None else loss + self.lam * pseudo
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Method, Objective, RoundView, Selection, TrainBatch, cross_entropy, entropy
+from .base import Method, Objective, RoundView, Selection, TrainBatch, entropy
 from .random import random_query
 from .registry import register
 from .st import pseudo_candidates
@@ -92,15 +92,12 @@ class CosineObjective(Objective):
             logits, _ = self.teacher(*batch.inputs_u)
         return sharpen(logits.float().softmax(-1), self.freq.to(logits.device))
 
-    def __call__(self, batch: TrainBatch) -> torch.Tensor:
-        loss = (batch.w_l * cross_entropy(batch.logits_l, batch.y_l)).mean()
-        if batch.logits_u is None:
-            return loss
+    def pseudo_loss(self, batch: TrainBatch) -> torch.Tensor | None:
         q = self.targets(batch)
         w = confidence(q)
         mask = w > self.xi
         if not mask.any():
-            return loss
+            return None
         log_p = F.log_softmax(batch.logits_u[mask].float(), -1)
         qm, wm = q[mask], (w * batch.w_u)[mask]
         kl = (qm * (torch.log(qm.clamp_min(1e-12)) - log_p)).sum(-1)
@@ -108,7 +105,7 @@ class CosineObjective(Objective):
         c = qm.shape[-1]
         r2 = (-math.log(c) - log_p.mean(-1)).mean()          # KL(uniform || p)
         r1 = contrastive(batch.features_u[mask], qm.argmax(-1), self.margin)
-        return loss + self.lam * (l_c + self.contrast_weight * r1 + self.confreg_weight * r2)
+        return l_c + self.contrast_weight * r1 + self.confreg_weight * r2
 
 
 @register("cosine")

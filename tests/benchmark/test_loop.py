@@ -6,7 +6,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import resolve
-from benchmark.loop import Run, run_experiment
+from benchmark.loop import RoundState, Run, run_experiment
 from benchmark.registry import UnknownNameError
 from methods.base import Method, Selection
 from methods.registry import METHODS, register
@@ -15,6 +15,14 @@ from methods.registry import METHODS, register
 def strip_times(records):
     return [{k: v for k, v in r.items() if k not in ("time", "train")} |
             {"train": {k: v for k, v in r["train"].items() if "seconds" not in k}} for r in records]
+
+
+def die_after_round(n):
+    """A ``log`` that stops the run once round ``n`` is recorded, like a SLURM time-out."""
+    def log(line):
+        if line.startswith(f"round {n:2d}"):
+            raise KeyboardInterrupt
+    return log
 
 
 def test_loop_end_to_end(toy_data, tiny_overrides, tmp_path):
@@ -49,12 +57,8 @@ def test_same_seed_same_queries_and_accuracies(toy_data, tiny_overrides, tmp_pat
 def test_killed_run_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_path):
     cfg = resolve("entropy", str(toy_data), 1, "al", "smoke", tiny_overrides)
     whole = run_experiment(cfg, tmp_path / "whole", log=lambda *_: None)
-
-    def die_after_round_1(line):
-        if line.startswith("round  1"):
-            raise KeyboardInterrupt  # like a SLURM time-out between rounds
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, tmp_path / "cut", log=die_after_round_1)
+        run_experiment(cfg, tmp_path / "cut", log=die_after_round(1))
     run_dir = next((tmp_path / "cut").iterdir())
     assert not (run_dir / "done").exists() and (run_dir / "checkpoint.pt").exists()
     lines = []
@@ -63,6 +67,33 @@ def test_killed_run_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_pa
     assert strip_times(resumed) == strip_times(whole)
     assert [json.loads(x)["round"] for x in (run_dir / "records.jsonl").read_text().splitlines()] \
         == [0, 1, 2]
+
+
+def test_a_checkpoint_keeps_the_dict_layout_and_one_without_round0_only_resumes(
+        toy_data, tiny_overrides, tmp_path):
+    """The checkpoint keeps the keys of the dict the rounds once carried, so a run cut before
+    :class:`RoundState` resumes; such a one lacks ``round0_only`` after round 0. Its pseudo-labels
+    come back as they went in."""
+    from benchmark.results import RunStore
+
+    cfg = resolve("st", str(toy_data), 0, "ssal", "smoke", {**tiny_overrides, "threshold": 0.0})
+    whole = run_experiment(cfg, tmp_path / "whole", log=lambda *_: None)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path / "cut", log=die_after_round(1))
+    store = RunStore(tmp_path / "cut", cfg)
+    saved = store.load_checkpoint()
+    assert set(saved) == {"round", "labels", "clean", "pseudo", "records", "round0_only",
+                          "pending", "method", "pool_idx"}
+    assert set(saved["pending"]) == {"queried", "time", "info"} and len(saved["pseudo"]["ids"])
+    state = RoundState.from_checkpoint(saved)
+    assert np.array_equal(state.pseudo.ids, saved["pseudo"]["ids"]) and state.round == 1
+    del saved["round0_only"]
+    store.save_checkpoint(saved)
+    lines = []
+    resumed = run_experiment(cfg, tmp_path / "cut", log=lines.append)
+    assert any("resuming after round 1" in x for x in lines)
+    assert strip_times(resumed) == strip_times(whole)
+    assert whole[2]["n_pseudo"] > 0
 
 
 def test_done_run_is_not_rerun(toy_data, tiny_overrides, tmp_path):

@@ -102,29 +102,29 @@ def test_round_0_trains_on_weak_labels_and_seeds_the_bank_then_each_reading(
                    "weak_labels": reading})
     run = Run(cfg, tmp_path / reading, log=lambda *_: None)
     run.store.open()
-    run._prepare()
-    state = run._fresh_state()
-    weak = dict(state["labels"])
-    assert len(weak) > 100 and state["clean"] == []
-    record, model = run._train_round(0, state)
+    run.prepare()
+    state = run.initial_state()
+    weak = dict(state.labels)
+    assert len(weak) > 100 and state.clean == []
+    record, model = run.train_round(0, state)
     assert record["n_train_labels"] == len(weak) == record["n_weak"]
     probs, _ = predict(model, run.pool_tokens, run.pad_id, cfg["eval_batch_size"], cfg["amp"])
-    run._select(1, model, state)
+    run.select(1, model, state)
     bank = run.method.bank
     assert bank.round == 0 and torch.allclose(bank.values.float(), probs.float(), atol=1e-6)
-    queried = state["pending"]["queried"]
-    assert len(queried) == cfg["budget"] == 8 and state["clean"] == sorted(queried)
-    assert all(state["labels"][i] == run.pool_y[i] for i in queried)      # the oracle's labels
-    pseudo = set(state["pseudo"]["ids"].tolist())
+    queried = state.selected.queried
+    assert len(queried) == cfg["budget"] == 8 and state.clean == sorted(queried)
+    assert all(state.labels[i] == run.pool_y[i] for i in queried)      # the oracle's labels
+    pseudo = set(state.pseudo.ids.tolist())
     assert pseudo & set(weak) and not pseudo & set(queried)  # weakly-labelled texts pseudo-labelled
-    record, _ = run._train_round(1, state)
+    record, _ = run.train_round(1, state)
     if reading == "init":
-        assert sorted(state["labels"]) == state["clean"]
+        assert sorted(state.labels) == state.clean
         assert record["n_train_labels"] == record["n_labels"] == 8
     else:
-        assert set(state["labels"]) == set(weak) | set(queried)
+        assert set(state.labels) == set(weak) | set(queried)
         assert record["n_train_labels"] == len(set(weak) | set(queried))
-        assert all(state["labels"][i] == weak[i] for i in set(weak) - set(queried))
+        assert all(state.labels[i] == weak[i] for i in set(weak) - set(queried))
 
 
 def test_weak_run_end_to_end_counts_clean_labels_only(toy_data, tiny_overrides, tmp_path):

@@ -1,4 +1,4 @@
-"""Every script under benchmarks/ runs end to end in its seconds-long ``--smoke`` mode.
+"""Every Python script under scripts/ runs end to end in its seconds-long ``--smoke`` mode.
 
 The scripts measure and print (their figures are not checked here); this keeps them from rotting.
 A new script is picked up by the glob and must have a ``--smoke`` mode too. A script whose
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
+SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
 # script -> (module it needs beyond the suite's dependencies, how to get it)
 OPTIONAL = {"compare_small_text.py": ("small_text", "pip install small-text==1.4.1")}
 
@@ -45,7 +45,7 @@ def test_smoke_mode_runs(script, shared_data, tmp_path):
 
 
 def test_small_text_comparison_refuses_clearly_without_small_text(monkeypatch, capsys):
-    script = ROOT / "benchmarks" / "compare_small_text.py"
+    script = ROOT / "scripts" / "compare_small_text.py"
     module = _load(script)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -1,4 +1,4 @@
-"""benchmarks/grid_cost.py in its seconds-long mode: a toy grid on the tiny backbone. Its figures
+"""scripts/grid_cost.py in its seconds-long mode: a toy grid on the tiny backbone. Its figures
 are timings, so only their bookkeeping is checked: one row per cell, each cell's step count is
 the protocol's rule summed over its rounds, totals are the sum of the cells."""
 import importlib.util
@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.training import training_steps
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "grid_cost.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "grid_cost.py"
 
 
 def load_script():

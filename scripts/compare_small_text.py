@@ -1,6 +1,6 @@
 """Speed of one Entropy active-learning round: small-text 1.4.1 next to actune-bench.
 
-    python benchmarks/compare_small_text.py --data-dir /work/shared/data --threads 2 --repeats 3
+    python scripts/compare_small_text.py --data-dir /work/shared/data --threads 2 --repeats 3
 
 One process, one data set, one backbone, one round of the same work in both libraries:
 
@@ -9,7 +9,7 @@ One process, one data set, one backbone, one round of the same work in both libr
     model on the same dev set once per epoch -> evaluate on dev and test -> predict on the whole
     pool -> query the ``budget`` points of highest predictive entropy.
 
-Our round goes through the real loop code (``Run._train_round`` then ``Run._select``, as
+Our round goes through the real loop code (``Run.train_round`` then ``Run.select``, as
 ``benchmark/bench.py`` does); small-text's through ``PoolBasedActiveLearner`` with
 ``PredictionEntropy``. Both are timed phase by phase; small-text's phases come from a subclass
 of its classifier whose overrides only add a timer around ``super()`` calls.
@@ -91,26 +91,24 @@ class Ours:
     def __init__(self, cfg: dict, data_dir: str | None, out: str):
         self.run = Run(cfg, out, data_dir, "cpu", log=lambda *_: None)
         self.run.store.open()
-        self.run._prepare()                         # data + tokenisation: outside the round
+        self.run.prepare()                          # data + tokenisation: outside the round
 
     def initial(self) -> tuple[np.ndarray, np.ndarray]:
-        state = self.run._fresh_state()
-        ids = np.fromiter(state["labels"], dtype=np.int64)
-        return ids, np.array([state["labels"][i] for i in ids], dtype=np.int64)
+        return self.run.initial_state().labelled()
 
     def round(self) -> tuple[dict, dict]:
         run = self.run
-        state = run._fresh_state()
-        record, model = run._train_round(0, state)  # build + fine_tune + evaluate dev and test
-        run._select(1, model, state)                # pool inference + Entropy.select + oracle
-        t, sel = record["time"], state["pending"]["time"]
+        state = run.initial_state()
+        record, model = run.train_round(0, state)   # build + fine_tune + evaluate dev and test
+        run.select(1, model, state)                 # pool inference + Entropy.select + oracle
+        t, sel = record["time"], state.selected.time
         dev_eval = record["train"]["dev_eval_seconds"]
         seconds = {"init": t["round"] - t["train"] - t["eval"], "train": t["train"] - dev_eval,
                    "select": dev_eval, "eval": t["eval"], "inference": sel["inference"],
                    "query": sel["select_total"] - sel["inference"]}
         return seconds, {"test_acc": record["test_acc"], "dev_acc": record["dev_acc"],
                          "steps": record["train"]["steps"],
-                         "queried": sorted(int(i) for i in state["pending"]["queried"])}
+                         "queried": sorted(int(i) for i in state.selected.queried)}
 
 
 # ------------------------------------------------------------------------------------------------

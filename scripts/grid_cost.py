@@ -19,9 +19,9 @@ each round). Every round from 1 on of a cell whose method pseudo-labelled in rou
 where pseudo-labels are allowed (it may start in round 2), is costed with pseudo-labels: an
 upper bound for methods that pseudo-label in some rounds only.
 
-    python benchmarks/grid_cost.py grids/cpu-study.yaml --data-dir ../shared/data --set threads=1
-    python benchmarks/grid_cost.py GRID --quick ...     # seconds: 2 steps per measurement
-    python benchmarks/grid_cost.py --smoke              # seconds: a toy grid on TREC, tiny backbone
+    python scripts/grid_cost.py grids/cpu-study.yaml --data-dir ../shared/data --set threads=1
+    python scripts/grid_cost.py GRID --quick ...     # seconds: 2 steps per measurement
+    python scripts/grid_cost.py --smoke              # seconds: a toy grid on TREC, tiny backbone
 """
 from __future__ import annotations
 
@@ -78,27 +78,26 @@ def measure_dataset(cells: list, overrides: dict, data_dir: str | None, steps: i
     def opened(cfg: dict) -> Run:
         run = Run(cfg, tmp, data_dir, log=lambda *_: None)
         run.store.open()
-        run._prepare()
+        run.prepare()
         return run
 
     ref_cfg = next((c.cfg for c in cells if (c.cfg["method"], c.cfg["setting"]) ==
                     ("entropy", "al")), None) or resolve(
         "entropy", first["dataset"], first["seed"], "al", first["preset"], overrides)
     ref = opened(ref_cfg)
-    state = ref._fresh_state()
-    (_, model), round0 = clocked(lambda: ref._train_round(0, state))
+    state = ref.initial_state()
+    (_, model), round0 = clocked(lambda: ref.train_round(0, state))
     cfg = ref.cfg
     dev_eval = clocked(lambda: evaluate(model, ref.dev_tokens, ref.dev_y, ref.pad_id,
                                         cfg["eval_batch_size"], cfg["amp"]))[1]
     test_eval = clocked(lambda: evaluate(model, ref.test_tokens, ref.test_y, ref.pad_id,
                                          cfg["eval_batch_size"], cfg["amp"]))[1]
-    ids = np.fromiter(state["labels"], dtype=np.int64)
-    labelled = TrainSet(ref.pool_tokens, ids, np.array([state["labels"][i] for i in ids]))
+    labelled, _ = ref.training_sets(state)
     al_step = per_step(ref, model, labelled, None, None, steps, dev_eval)
     # a full pseudo-labelled batch of random pool texts under the default loss: the price of a
     # step for methods whose round-1 pseudo-label set is too small to fill a batch
     rng = np.random.default_rng(0)
-    free = np.setdiff1d(np.arange(len(ref.pool_idx)), ids)
+    free = np.setdiff1d(np.arange(len(ref.pool_idx)), labelled.ids)
     some = rng.choice(free, size=min(len(free), 500), replace=False)
     generic = TrainSet(ref.pool_tokens, some, rng.integers(ref.data.num_classes, size=len(some)))
     ssal_step = per_step(ref, model, labelled, generic, None, steps, dev_eval)
@@ -117,26 +116,23 @@ def measure_dataset(cells: list, overrides: dict, data_dir: str | None, steps: i
             chosen[m] = c.cfg
     for method, mcfg in chosen.items():
         run = opened(mcfg)
-        mstate = run._fresh_state()
-        _, select = clocked(lambda: run._select(1, model, mstate))
-        p = mstate["pseudo"]
+        mstate = run.initial_state()
+        _, select = clocked(lambda: run.select(1, model, mstate))
+        p = mstate.pseudo
         # a second round's selection: what a method caches across rounds (ALPS's surprisal
         # embeddings of the pre-trained MLM) is paid once
-        _, later = clocked(lambda: run._select(2, model, copy.deepcopy(mstate)))
+        _, later = clocked(lambda: run.select(2, model, copy.deepcopy(mstate)))
         entry = {"select": select, "select_later": later, "pseudo": 0, "step": None,
                  "setting": mcfg["setting"]}
-        if p is not None and len(p["ids"]) >= mcfg["batch_size_unlabelled"]:
-            pseudo = TrainSet(run.pool_tokens, p["ids"], p["labels"], p["weights"])
-            lab_ids = np.fromiter(mstate["labels"], dtype=np.int64)
-            lab = TrainSet(run.pool_tokens, lab_ids,
-                           np.array([mstate["labels"][i] for i in lab_ids]))
+        if p is not None and len(p.ids) >= mcfg["batch_size_unlabelled"]:
+            lab, pseudo = run.training_sets(mstate)
             entry["pseudo"] = len(pseudo)
             entry["step"] = per_step(run, model, lab, pseudo,
                                      run.method.objective(1, mcfg["rounds"]), steps, dev_eval)
         elif p is not None or "al" not in get_method(method).settings:
             # too few to fill a batch in round 1, or none from a method that only runs where
             # pseudo-labels are allowed (it self-trains from round 2 on): the generic price
-            entry["pseudo"] = 0 if p is None else len(p["ids"])
+            entry["pseudo"] = 0 if p is None else len(p.ids)
             entry["step"] = ssal_step
         out["methods"][method] = entry
         log(f"  {method:16s} select {select[0]:7.2f} s wall / {select[1]:7.2f} s cpu, then "
@@ -145,7 +141,7 @@ def measure_dataset(cells: list, overrides: dict, data_dir: str | None, steps: i
                f"{entry['step'][1]:.3f} s cpu" if entry["step"] else "no pseudo-labels"))
     weak = next((c.cfg for c in cells if c.cfg["setting"] == "weak"), None)
     if weak is not None:
-        out["n_weak"] = len(opened(weak)._fresh_state()["labels"])
+        out["n_weak"] = len(opened(weak).initial_state().labels)
     return out
 
 
