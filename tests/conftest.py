@@ -114,3 +114,15 @@ def device(request) -> str:
     """A test taking ``device`` runs on the CPU, and on CUDA where there is one
     (``pytest -m cuda`` runs only the CUDA half: scripts/gpu_check.sh)."""
     return request.param
+
+
+@pytest.fixture
+def stop_after_round():
+    """``stop_after_round(n)``: a run ``log`` that stops the run once round ``n`` is recorded
+    (KeyboardInterrupt between rounds, like a SLURM time-out), to test resuming."""
+    def make(n: int):
+        def log(line: str):
+            if line.startswith(f"round {n:2d}"):
+                raise KeyboardInterrupt
+        return log
+    return make

@@ -299,16 +299,9 @@ class Payload:
         return (open, (str(self.marker), "w"))
 
 
-def stop_after_round(n):
-    def log(line):
-        if line.startswith(f"round {n:2d}"):
-            raise KeyboardInterrupt  # like a time-out between rounds
-    return log
-
-
 @pytest.mark.parametrize("method, setting", [("actune", "ssal"), ("cosine", "ssal")])
 def test_checkpoints_are_plain_data_and_resume_to_the_same_records(
-        method, setting, toy_data, tiny_overrides, tmp_path, reference):
+        method, setting, toy_data, tiny_overrides, tmp_path, reference, stop_after_round):
     """ACTUNE's memory bank, COSINE's class frequencies and soft pseudo-labels round-trip
     through a checkpoint that ``torch.load(weights_only=True)`` reads."""
     cfg = resolve(method, str(toy_data), 0, setting, "smoke",
@@ -323,7 +316,7 @@ def test_checkpoints_are_plain_data_and_resume_to_the_same_records(
 
 
 def test_a_planted_checkpoint_runs_nothing(toy_data, tiny_overrides, tmp_path, reference,
-                                           capsys):
+                                           capsys, stop_after_round):
     """Today ``torch.load(weights_only=False)`` runs the planted pickle."""
     cfg = resolve("actune", str(toy_data), 0, "ssal", "smoke", tiny_overrides)
     with pytest.raises(KeyboardInterrupt):
@@ -427,7 +420,7 @@ def test_read_only_output_folder_is_one_error_line(toy_data, tiny_overrides, tmp
 
 
 def test_a_run_folder_gone_read_only_mid_study_resumes_when_writable(
-        toy_data, tiny_overrides, tmp_path, reference, capsys):
+        toy_data, tiny_overrides, tmp_path, reference, capsys, stop_after_round):
     cfg = resolve("entropy", str(toy_data), 0, "al", "smoke", tiny_overrides)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path, log=stop_after_round(0))
@@ -510,7 +503,7 @@ def test_a_finished_run_with_a_cut_last_line_is_damaged_and_recomputed(
 
 
 def test_a_truncated_checkpoint_restarts_to_the_same_records(toy_data, tiny_overrides,
-                                                             tmp_path, reference):
+                                                             tmp_path, reference, stop_after_round):
     cfg = resolve("entropy", str(toy_data), 0, "al", "smoke", tiny_overrides)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path, log=stop_after_round(1))
@@ -520,7 +513,7 @@ def test_a_truncated_checkpoint_restarts_to_the_same_records(toy_data, tiny_over
 
 
 def test_meta_keeps_the_first_start_and_appends_each_resume(toy_data, tiny_overrides,
-                                                            tmp_path):
+                                                            tmp_path, stop_after_round):
     cfg = resolve("entropy", str(toy_data), 0, "al", "smoke", tiny_overrides)
     folder = RunStore(tmp_path, cfg).path
     for stop in (0, 1):

@@ -17,14 +17,6 @@ def strip_times(records):
             {"train": {k: v for k, v in r["train"].items() if "seconds" not in k}} for r in records]
 
 
-def die_after_round(n):
-    """A ``log`` that stops the run once round ``n`` is recorded, like a SLURM time-out."""
-    def log(line):
-        if line.startswith(f"round {n:2d}"):
-            raise KeyboardInterrupt
-    return log
-
-
 def test_loop_end_to_end(toy_data, tiny_overrides, tmp_path):
     cfg = resolve("entropy", str(toy_data), 0, "al", "smoke", tiny_overrides)
     records = run_experiment(cfg, tmp_path / "out", log=lambda *_: None)
@@ -54,11 +46,12 @@ def test_same_seed_same_queries_and_accuracies(toy_data, tiny_overrides, tmp_pat
     assert a[0]["queried_ids"] != c[0]["queried_ids"]  # another seed, another initial set
 
 
-def test_killed_run_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_path):
+def test_killed_run_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_path,
+        stop_after_round):
     cfg = resolve("entropy", str(toy_data), 1, "al", "smoke", tiny_overrides)
     whole = run_experiment(cfg, tmp_path / "whole", log=lambda *_: None)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, tmp_path / "cut", log=die_after_round(1))
+        run_experiment(cfg, tmp_path / "cut", log=stop_after_round(1))
     run_dir = next((tmp_path / "cut").iterdir())
     assert not (run_dir / "done").exists() and (run_dir / "checkpoint.pt").exists()
     lines = []
@@ -70,7 +63,7 @@ def test_killed_run_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_pa
 
 
 def test_a_checkpoint_keeps_the_dict_layout_and_one_without_round0_only_resumes(
-        toy_data, tiny_overrides, tmp_path):
+        toy_data, tiny_overrides, tmp_path, stop_after_round):
     """The checkpoint keeps the keys of the dict the rounds once carried, so a run cut before
     :class:`RoundState` resumes; such a one lacks ``round0_only`` after round 0. Its pseudo-labels
     come back as they went in."""
@@ -79,7 +72,7 @@ def test_a_checkpoint_keeps_the_dict_layout_and_one_without_round0_only_resumes(
     cfg = resolve("st", str(toy_data), 0, "ssal", "smoke", {**tiny_overrides, "threshold": 0.0})
     whole = run_experiment(cfg, tmp_path / "whole", log=lambda *_: None)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, tmp_path / "cut", log=die_after_round(1))
+        run_experiment(cfg, tmp_path / "cut", log=stop_after_round(1))
     store = RunStore(tmp_path / "cut", cfg)
     saved = store.load_checkpoint()
     assert set(saved) == {"round", "labels", "clean", "pseudo", "records", "round0_only",

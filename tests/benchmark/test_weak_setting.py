@@ -150,7 +150,8 @@ def test_trec_majority_vote_matches_the_data_readme(shared_data):
     assert (label[covered] == data.train.labels[covered]).mean() == pytest.approx(0.537, abs=0.01)
 
 
-def test_weak_init_run_end_to_end_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_path):
+def test_weak_init_run_end_to_end_resumes_to_the_same_records(toy_data, tiny_overrides, tmp_path,
+        stop_after_round):
     """``init`` through the loop: clean labels only after round 0, and the flag that drops the
     weak labels survives a kill between rounds (it lives in the checkpointed state)."""
     add_weak_files(toy_data)
@@ -158,12 +159,8 @@ def test_weak_init_run_end_to_end_resumes_to_the_same_records(toy_data, tiny_ove
     whole = run_experiment(cfg, tmp_path / "whole", log=lambda *_: None)
     assert [r["n_train_labels"] for r in whole] == [whole[0]["n_weak"], 8, 16]
     assert whole[2]["n_pseudo"] > 0
-
-    def die_after_round_0(line):
-        if line.startswith("round  0"):
-            raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, tmp_path / "cut", log=die_after_round_0)
+        run_experiment(cfg, tmp_path / "cut", log=stop_after_round(0))
     resumed = run_experiment(cfg, tmp_path / "cut", log=lambda *_: None)
     drop = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "train")} for r in rs]
     assert drop(resumed) == drop(whole)

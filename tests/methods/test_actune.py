@@ -633,16 +633,13 @@ def test_actune_runs_end_to_end_in_ssal(toy_data, tiny_overrides, tmp_path):
     assert all(r["n_pseudo"] == 0 and "memory_bank" not in r["time"] for r in al)
 
 
-def test_killed_actune_run_resumes_with_its_memory_bank(toy_data, tiny_overrides, tmp_path):
+def test_killed_actune_run_resumes_with_its_memory_bank(toy_data, tiny_overrides, tmp_path,
+        stop_after_round):
     over = {**tiny_overrides, **SMALL, "rounds": 3}
     cfg = resolve("actune", str(toy_data), 2, "ssal", "smoke", over)
     whole = run_experiment(cfg, tmp_path / "whole", log=lambda *_: None)
-
-    def die_after_round_1(line):
-        if line.startswith("round  1"):
-            raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, tmp_path / "cut", log=die_after_round_1)
+        run_experiment(cfg, tmp_path / "cut", log=stop_after_round(1))
     resumed = run_experiment(cfg, tmp_path / "cut", log=lambda *_: None)
 
     def strip(rs):
