@@ -22,7 +22,8 @@ Run one experiment: a method on a dataset for one seed and setting, round by rou
 trains on the initial labels, rounds 1..T on what the method queried), writing records to a run
 folder under --out. A finished run is never recomputed; a killed one resumes after its last
 finished round. Without --preset the `cpu` preset runs: minutes per run on a 2-core CPU
-(about 5 for TREC); `--preset smoke` takes seconds on an idle machine."""
+(about 6 for TREC with one thread, twice that with pseudo-labels); `--preset smoke` takes
+seconds on an idle machine."""
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
