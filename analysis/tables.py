@@ -140,7 +140,7 @@ def pseudo_gain_table(gain: pd.DataFrame) -> pd.DataFrame:
     t[["t", "p", "p_holm"]] = t[["t", "p", "p_holm"]].round(4)
     return t[["dataset", "method", "al_counterpart", "seeds", "n_pairs", "mean_ssal_pts",
               "mean_al_pts", "mean_diff_pts", "rounds_ahead", "t", "p", "p_holm", "mdd_pts",
-              "verdict"]]
+              "verdict"]].set_index(["dataset", "method"])   # a dataset's rows read as a group
 
 
 def label_efficiency_table(eff: pd.DataFrame) -> pd.DataFrame:
