@@ -12,6 +12,6 @@ task of a job array breaks that path, and unpickling a shared folder's files wou
 from .cli import add_arguments, main  # noqa: F401
 from .launch import CellJob, launch, slurm_executor, slurm_parameters, wait_for  # noqa: F401
 from .spec import Cell, Grid  # noqa: F401
-from .status import (ATTEMPT_FILE, DONE_STATE, FAILED_STATE, GRACE_S, INCOMPLETE,  # noqa: F401
-                     JOB_FILE, NOT_LAUNCHED, RUNNING, CellStatus, cell_status, format_status,
-                     grid_status)
+from .status import (ACTIVE, ATTEMPT_FILE, DONE_STATE, FAILED_STATE, GRACE_S,  # noqa: F401
+                     INCOMPLETE, JOB_FILE, NOT_LAUNCHED, QUEUED, RUNNING, CellStatus, cell_status,
+                     format_status, grid_status, time_left)

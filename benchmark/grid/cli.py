@@ -13,7 +13,8 @@ def add_arguments(p) -> None:
     subs = p.add_subparsers(dest="grid_command", required=True)
     for name, help in (("launch", "submit the grid's cells that were never launched"),
                        ("retry", "relaunch the grid's failed and incomplete cells only"),
-                       ("status", "per cell: not launched, running, incomplete, done, failed")):
+                       ("status", "each cell's state (not launched, queued, running, "
+                                  "incomplete, done, failed) and the worker-hours left")):
         q = subs.add_parser(name, help=help)
         q.add_argument("grid", help="grid file (YAML), e.g. grids/smoke.yaml")
         q.add_argument("--out", default="runs", help="results folder (run folders go here)")

@@ -21,7 +21,7 @@ from ..config import check_sources
 from ..registry import UnknownNameError
 from ..results import FAILED, RunBusy, write_json
 from .spec import SLURM_KEYS, Cell, Grid
-from .status import (ATTEMPT_FILE, FAILED_STATE, INCOMPLETE, JOB_FILE, NOT_LAUNCHED, RUNNING,
+from .status import (ACTIVE, ATTEMPT_FILE, FAILED_STATE, INCOMPLETE, JOB_FILE, NOT_LAUNCHED,
                      CellStatus, format_status, grid_status, pid_alive, state_counts)
 
 
@@ -124,7 +124,8 @@ def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool 
 
     An incomplete cell (its job or process ended before the last round) resumes from its
     checkpoint, so launching a grid again picks up whatever is missing; a failed cell raised
-    and waits for an explicit ``retry``. Done and running cells are never submitted again.
+    and waits for an explicit ``retry``. Done, running and queued cells are never submitted
+    again.
     Returns the cells submitted.
     """
     if executor not in ("slurm", "local", "debug"):
@@ -233,11 +234,12 @@ def _launch_debug(runs, out, folder, data_dir, log) -> None:
 
 def wait_for(cells: list[Cell], poll_s: float = 5.0, log=print,
              timeout_s: float | None = None) -> list[CellStatus]:
-    """Poll the disk (and the scheduler) until no cell is running; return the last status."""
+    """Poll the disk (and the scheduler) until no cell is queued or running; return the last
+    status."""
     start = time.time()
     while True:
         statuses = grid_status(cells)
-        if not any(s.state == RUNNING for s in statuses):
+        if not any(s.state in ACTIVE for s in statuses):
             return statuses
         if timeout_s is not None and time.time() - start > timeout_s:
             raise TimeoutError(f"cells still running after {timeout_s:.0f}s:\n"

@@ -20,8 +20,9 @@ from ..results import FAILED, RECORDS, folder_state, read_json, read_records
 from .spec import Cell
 
 JOB_FILE, ATTEMPT_FILE = "grid_job.json", "attempt.json"
-NOT_LAUNCHED, RUNNING, INCOMPLETE, DONE_STATE, FAILED_STATE = (
-    "not launched", "running", "incomplete", "done", "failed")
+NOT_LAUNCHED, QUEUED, RUNNING, INCOMPLETE, DONE_STATE, FAILED_STATE = (
+    "not launched", "queued", "running", "incomplete", "done", "failed")
+ACTIVE = (QUEUED, RUNNING)  # will go on without a new launch
 # sacct/squeue states of a job that may still finish on its own.
 ACTIVE_SLURM = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
                 "CONFIGURING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
@@ -36,6 +37,7 @@ class CellStatus:
     total: int               # rounds + 1 (round 0 included)
     detail: str = ""
     error: str = ""          # traceback, for failed cells
+    seconds: float = 0.0     # wall seconds of its recorded rounds
 
     def error_tail(self, lines: int = 3) -> str:
         return "\n".join(self.error.strip().splitlines()[-lines:])
@@ -101,7 +103,9 @@ def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStat
     p, total = cell.path, cell.cfg["rounds"] + 1
     records = read_records(p / RECORDS)[0]
     rounds = len({r.get("round") for r in records})
-    st = lambda state, detail="", error="": CellStatus(cell, state, rounds, total, detail, error)
+    seconds = sum(float((r.get("time") or {}).get("round") or 0.0) for r in records)
+    st = lambda state, detail="", error="": CellStatus(cell, state, rounds, total, detail, error,
+                                                       seconds)
     folder = folder_state(p, cell.cfg["rounds"], records)
     if folder.state == "running":  # a live process holds the run, whatever else disk says
         return st(RUNNING, folder.detail)
@@ -119,8 +123,10 @@ def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStat
     if job["executor"] == "slurm":
         state = (scheduler or {}).get(job["job_id"])
         if state is None:
-            return st(RUNNING, f"job {job['job_id']} submitted, no state yet") if age < GRACE_S \
+            return st(QUEUED, f"job {job['job_id']} submitted, no state yet") if age < GRACE_S \
                 else st(INCOMPLETE, f"job {job['job_id']} unknown to SLURM")
+        if state == "PENDING":
+            return st(QUEUED, f"job {job['job_id']} PENDING")
         if state in ACTIVE_SLURM:
             return st(RUNNING, f"job {job['job_id']} {state}")
         if state == "FAILED":  # the task raised outside the run loop (e.g. too many time-outs)
@@ -133,7 +139,7 @@ def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStat
             return st(RUNNING, f"pid {attempt['pid']}")
         return st(INCOMPLETE, f"process {attempt.get('pid')} on {attempt.get('host')} is gone")
     if job.get("host") == socket.gethostname() and pid_alive(job.get("pid", -1)):
-        return st(RUNNING, "queued in a local launcher")
+        return st(QUEUED, "in a local launcher")
     return st(INCOMPLETE, "its launcher stopped before it started")
 
 
@@ -154,7 +160,42 @@ def format_status(statuses: list[CellStatus], error_lines: int = 3) -> str:
             lines += ["    | " + line for line in s.error_tail(error_lines).splitlines()]
     lines.append(", ".join(f"{n} {state}" for state, n in state_counts(statuses).items())
                  or "no cells")
+    left = time_left(statuses)
+    if left is not None and any(s.state != DONE_STATE for s in statuses):
+        done_h, left_h, basis = left
+        lines.append(f"finished cells: {done_h:.1f} worker-hours; left: about {left_h:.1f} "
+                     f"worker-hours ({basis})")
     return "\n".join(lines)
+
+
+def time_left(statuses: list[CellStatus]) -> tuple[float, float, str] | None:
+    """(worker-hours of the finished cells, worker-hours the others still need, how it was
+    estimated), or None before any cell has finished. A cell that is not done needs the mean
+    time of the finished cells of its method, dataset and setting, else of its dataset and
+    setting, else of all, less the rounds it has recorded (the sums of recorded round times, so
+    a study's own machine and load set the pace)."""
+    done = [s for s in statuses if s.state == DONE_STATE and s.seconds > 0]
+    if not done:
+        return None
+    keys = (lambda c: (c.cfg["method"], c.cfg["dataset_name"], c.cfg["setting"]),
+            lambda c: (c.cfg["dataset_name"], c.cfg["setting"]), lambda c: ())
+    means = []
+    for key in keys:
+        groups: dict[tuple, list[float]] = {}
+        for s in done:
+            groups.setdefault(key(s.cell), []).append(s.seconds)
+        means.append({k: sum(v) / len(v) for k, v in groups.items()})
+    left, used = 0.0, [0, 0, 0]
+    for s in statuses:
+        if s.state == DONE_STATE:
+            continue
+        level = next(i for i, (key, m) in enumerate(zip(keys, means)) if key(s.cell) in m)
+        used[level] += 1
+        left += max(means[level][keys[level](s.cell)] - s.seconds, 0.0)
+    basis = ", ".join(f"{n} from {what}" for n, what in zip(
+        used, ("finished cells of the same method, dataset and setting",
+               "the same dataset and setting", "all finished cells")) if n)
+    return sum(s.seconds for s in done) / 3600, left / 3600, basis or "nothing left"
 
 
 def state_counts(statuses: list[CellStatus]) -> dict[str, int]:

@@ -163,11 +163,12 @@ def test_status_not_launched_done_failed(cell):
 
 def test_status_of_a_slurm_job_follows_the_scheduler(cell):
     job_file(cell)
-    assert G.cell_status(cell, {"5_0": "PENDING"}).state == G.RUNNING
+    assert G.cell_status(cell, {"5_0": "PENDING"}).state == G.QUEUED
+    assert G.cell_status(cell, {"5_0": "RUNNING"}).state == G.RUNNING
     assert G.cell_status(cell, {"5_0": "REQUEUED"}).state == G.RUNNING
     s = G.cell_status(cell, {"5_0": "CANCELLED"})
     assert s.state == G.INCOMPLETE and "CANCELLED" in s.detail
-    assert G.cell_status(cell, {}).state == G.RUNNING  # just submitted: sacct lags
+    assert G.cell_status(cell, {}).state == G.QUEUED  # just submitted: sacct lags
     job_file(cell, submitted=time.time() - 2 * G.GRACE_S)
     assert G.cell_status(cell, {}).state == G.INCOMPLETE
 
@@ -187,6 +188,8 @@ def test_status_of_a_failed_slurm_task_shows_its_log_not_its_pickle(cell, tmp_pa
 
 
 def test_status_of_a_local_cell_follows_its_process(cell):
+    job_file(cell, executor="local", job_id=None, pid=__import__("os").getpid())
+    assert G.cell_status(cell).state == G.QUEUED       # its launcher lives, it has not started
     job_file(cell, executor="local", job_id=None, pid=-1)
     assert G.cell_status(cell).state == G.INCOMPLETE   # launcher gone before it started
     (cell.path / G.ATTEMPT_FILE).write_text(json.dumps(
@@ -258,3 +261,23 @@ def test_local_executor_runs_cells_in_worker_processes(tmp_path, toy_data, tiny_
     capsys.readouterr()
     assert main(["grid", "status", str(grid), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "2 done"
+
+
+def test_time_left_uses_the_finished_cells_closest_to_each_unfinished_one(tmp_path):
+    """Hand-computed: each unfinished cell needs the mean time of the finished cells of its
+    method, dataset and setting (else dataset and setting, else all) less what it recorded."""
+    def status(method, dataset, state, seconds):
+        cfg = {"method": method, "dataset_name": dataset, "setting": "al"}
+        return G.CellStatus(G.Cell(cfg, tmp_path / method), state, 0, 11, seconds=seconds)
+    statuses = [status("a", "trec", G.DONE_STATE, 3600), status("a", "trec", G.DONE_STATE, 7200),
+                status("b", "trec", G.DONE_STATE, 1800),
+                status("a", "trec", G.RUNNING, 1800),        # 5400 - 1800 = 3600
+                status("c", "trec", G.QUEUED, 0),            # (3600 + 7200 + 1800) / 3 = 4200
+                status("a", "sst2", G.NOT_LAUNCHED, 0)]      # all finished: 4200
+    assert G.time_left([s for s in statuses if s.state != G.DONE_STATE]) is None
+    done_h, left_h, basis = G.time_left(statuses)
+    assert done_h == pytest.approx(12600 / 3600)
+    assert left_h == pytest.approx((3600 + 4200 + 4200) / 3600)
+    assert basis == ("1 from finished cells of the same method, dataset and setting, "
+                     "1 from the same dataset and setting, 1 from all finished cells")
+    assert "left: about 3.3 worker-hours" in G.format_status(statuses)
