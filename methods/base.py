@@ -204,14 +204,16 @@ class Method:
     or ``ablation`` / ``plug-in`` (variants of ours drawn in Fig. 5, not Fig. 1); empty = judged
     from the records. ``variant_of`` names the method an ablation or plug-in varies (Fig. 5b
     draws an ablation against it; ``--ours NAME`` takes in NAME's variants); ``plugin_of``
-    names the method this one runs on top of (Fig. 5a, Fig. 6); ``al_counterpart`` names the
-    method whose AL-setting run queries as this one's SSAL run does, so the analysis can show
-    what the pseudo-labels add; ``overhead_phases`` are the ``view.timer`` phases that are the
-    method's own cost, which ``bench`` reports as overhead.
+    names the method this one runs on top of (Fig. 5a, Fig. 6); ``queries_like`` (or, where it
+    depends on the params, ``al_counterpart(params)``) names the method whose AL-setting run
+    queries as this one's SSAL run does, so the analysis can show what the pseudo-labels add;
+    ``overhead_phases`` are the ``view.timer`` phases that are the method's own cost, which
+    ``bench`` reports as overhead.
     """
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     variant_of: ClassVar[str] = ""
+    queries_like: ClassVar[str] = ""
     overhead_phases: ClassVar[tuple[str, ...]] = ()
     params: ClassVar[dict] = {}
     dataset_params: ClassVar[dict[str, dict]] = {}
@@ -240,8 +242,9 @@ class Method:
     def al_counterpart(cls, params: dict) -> str | None:
         """The method whose run in the AL setting queries as this one does in the SSAL setting
         with these ``params`` (itself, for a method run in both), or None: comparing the two
-        shows what this method's pseudo-labels add on the same kind of queries."""
-        return None
+        shows what this method's pseudo-labels add on the same kind of queries. Default: the
+        declared ``queries_like``."""
+        return cls.queries_like or None
 
     def select(self, view: RoundView) -> Selection:
         raise NotImplementedError

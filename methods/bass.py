@@ -18,13 +18,10 @@ from .st import confident, pseudo_candidates
 @register("bass")
 class BASS(Method):
     family = "SSAL"
+    queries_like = "bald"
     params = {"passes": 10, "threshold": 0.9}
     settings = ("ssal", "weak")
     cost = "T=10 dropout passes, ~16x one inference pass"
-
-    @classmethod
-    def al_counterpart(cls, params: dict) -> str | None:
-        return "bald"
 
     def select(self, view: RoundView) -> Selection:
         with view.timer("mc_dropout"):

@@ -23,13 +23,10 @@ from .st import pseudo_candidates
 @register("ceal")
 class CEAL(Method):
     family = "SSAL"
+    queries_like = "entropy"
     params = {"delta0": 0.05, "dr": 0.004}
     settings = ("ssal", "weak")
     cost = "one inference pass"
-
-    @classmethod
-    def al_counterpart(cls, params: dict) -> str | None:
-        return "entropy"
 
     def threshold(self, round: int) -> float:
         """delta_t for the selection made before training round ``round`` (1-based)."""

@@ -111,14 +111,11 @@ class CosineObjective(Objective):
 @register("cosine")
 class COSINE(Method):
     family = "ST"
+    queries_like = "random"
     params = {"xi": 0.6, "update_every": 50, "contrast_weight": 1.0, "confreg_weight": 0.1,
               "margin": 1.0, "lam": 1.0}
     settings = ("ssal", "weak")
     cost = "one inference pass; a teacher forward per self-training step"
-
-    @classmethod
-    def al_counterpart(cls, params: dict) -> str | None:
-        return "random"
 
     def __init__(self, **params):
         super().__init__(**params)

@@ -42,13 +42,10 @@ def confident(probs: torch.Tensor, ids: np.ndarray, threshold: float
 @register("st")
 class SelfTraining(Method):
     family = "ST"
+    queries_like = "random"
     params = {"threshold": 0.9}
     settings = ("ssal", "weak")
     cost = "one inference pass"
-
-    @classmethod
-    def al_counterpart(cls, params: dict) -> str | None:
-        return "random"
 
     def select(self, view: RoundView) -> Selection:
         query = random_query(view)

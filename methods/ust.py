@@ -42,13 +42,10 @@ def easy_sample(labels: np.ndarray, bald_scores: np.ndarray, per_class: int,
 @register("ust")
 class UST(Method):
     family = "ST"
+    queries_like = "random"
     params = {"passes": 10, "samples": 4096, "var_floor": 1e-3}
     settings = ("ssal", "weak")
     cost = "T=10 dropout passes, ~16x one inference pass"
-
-    @classmethod
-    def al_counterpart(cls, params: dict) -> str | None:
-        return "random"
 
     def select(self, view: RoundView) -> Selection:
         if int(self.hp["passes"]) < 2:
