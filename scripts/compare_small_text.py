@@ -1,6 +1,6 @@
 """Speed of one Entropy active-learning round: small-text 1.4.1 next to actune-bench.
 
-    python scripts/compare_small_text.py --data-dir /work/shared/data --threads 2 --repeats 3
+    python scripts/compare_small_text.py --data-dir ../shared/data --threads 2 --repeats 3
 
 One process, one data set, one backbone, one round of the same work in both libraries:
 
