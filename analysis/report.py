@@ -228,8 +228,10 @@ ITEMS: list[Item] = [
     Item("table_pseudo_gain", "What pseudo-labels add: each method's SSAL run against the AL "
          "run of the method that queries as it does (its declared AL counterpart: itself for "
          "ours), mean test accuracy over seeds and rounds >= 1 in points; paired t-test over "
-         "(seed, round) pairs, Holm across the methods of a dataset; rounds_ahead: pairs where "
-         "SSAL is ahead; verdict 'unresolved' where |mean_diff| < the pairs' own MDD",
+         "(seed, round) pairs, Holm across the methods of a dataset; mean_pseudo: the SSAL "
+         "run's pseudo-labels per round; rounds_ahead: pairs where SSAL is ahead; verdict "
+         "'unresolved' where |mean_diff| < the pairs' own MDD, 'no pseudo-labels' where the "
+         "SSAL run never got one (it trained on its counterpart's data)",
          lambda c: tables.pseudo_gain_table(stats.pseudo_label_gain(c.main)),
          "needs SSAL runs and their AL counterparts on the same dataset and seeds"),
     Item("table_label_efficiency", "Label efficiency behind Fig. 3 (saving = 1 - n_ours / "

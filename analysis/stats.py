@@ -289,7 +289,9 @@ def pseudo_label_gain(df: pd.DataFrame, metric="test_acc", min_round: int = 1,
     """What pseudo-labels add: each method's SSAL run against its declared AL counterpart
     (``declared.al_counterpart``: the method that queries as it does, run with labelled data
     only), paired on dataset, seed and round >= ``min_round``, with a paired t-test (Holm across
-    the methods of a dataset) and, from the pairs' own spread, the MDD and a verdict."""
+    the methods of a dataset) and, from the pairs' own spread, the MDD and a verdict.
+    ``mean_pseudo``: the SSAL run's pseudo-labels per round; a run that never got one trained
+    on its counterpart's data and gets the verdict 'no pseudo-labels', not a test of them."""
     from .uncertainty import mdd
 
     key = ["dataset", "seed", "round"]
@@ -303,7 +305,7 @@ def pseudo_label_gain(df: pd.DataFrame, metric="test_acc", min_round: int = 1,
             if not other:
                 continue
             base = al[al["method"] == other].groupby(key, as_index=False)[metric].mean()
-            pair = s.groupby(key, as_index=False)[metric].mean().merge(
+            pair = s.groupby(key, as_index=False)[[metric, "n_pseudo"]].mean().merge(
                 base, on=key, suffixes=("_ssal", "_al"))
             if len(pair) < 2:
                 continue
@@ -315,10 +317,12 @@ def pseudo_label_gain(df: pd.DataFrame, metric="test_acc", min_round: int = 1,
                               seeds=pair["seed"].nunique(), n_pairs=len(pair),
                               mean_ssal=x.mean(), mean_al=y.mean(), mean_diff=diff.mean(),
                               rounds_ahead=int((diff > 0).sum()), t=float(t), p=float(p),
-                              mdd=mdd(sd, len(pair)) if sd > 0 else 0.0))
+                              mdd=mdd(sd, len(pair)) if sd > 0 else 0.0,
+                              mean_pseudo=float(pair["n_pseudo"].mean())))
         for r, h in zip(block, holm([r["p"] for r in block])):
             significant = h < alpha
-            r.update(p_holm=h, verdict="unresolved" if abs(r["mean_diff"]) < r["mdd"]
+            r.update(p_holm=h, verdict="no pseudo-labels" if r["mean_pseudo"] == 0
+                     else "unresolved" if abs(r["mean_diff"]) < r["mdd"]
                      else "not significant" if not significant
                      else "gain" if r["mean_diff"] > 0 else "loss")
         rows.extend(block)

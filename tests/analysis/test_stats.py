@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from analysis import stats
+from analysis import stats, tables
 
 
 def _rows(method, accs_by_seed, dataset="trec", setting="ssal", n_pseudo=0):
@@ -218,7 +218,20 @@ def test_pseudo_label_gain_pairs_each_ssal_method_with_its_declared_al_counterpa
     assert r["t"] == pytest.approx(t) and r["p"] == pytest.approx(p)
     assert list(res["p_holm"]) == pytest.approx(list(stats.holm(res["p"])))   # across methods
     assert r["verdict"] == "gain"                       # 2 points, far above its MDD
+    assert r["mean_pseudo"] == 50
     assert res.loc["bass", "verdict"] in ("unresolved", "not significant")
+
+
+def test_a_run_that_never_got_pseudo_labels_is_named_not_tested():
+    """CEAL whose threshold nothing passes trains on exactly Entropy's data: its zero gain says
+    nothing about pseudo-labels, and the table must say so rather than 'not significant'."""
+    curve = [[0.5, 0.81, 0.84, 0.86], [0.5, 0.80, 0.85, 0.87]]
+    rows = _rows("ceal", curve, setting="ssal") + _rows("entropy", curve, setting="al")
+    df = pd.DataFrame(rows).assign(params_key="{}")
+    r = stats.pseudo_label_gain(df).set_index("method").loc["ceal"]
+    assert r["mean_pseudo"] == 0 and r["mean_diff"] == 0
+    assert r["verdict"] == "no pseudo-labels"
+    assert tables.pseudo_gain_table(stats.pseudo_label_gain(df))["mean_pseudo"].iloc[0] == 0
 
 
 def test_al_counterparts_follow_the_params_a_run_recorded():
