@@ -110,7 +110,8 @@ def runtime_table(df: pd.DataFrame) -> pd.DataFrame:
     out.columns = phases
     own = g[[f"time_{p}" for p in extra]].mean()
     out["query's sub-phases"] = [
-        ", ".join(f"{p[5:]} {_fmt(v)}" for p, v in row.dropna().sort_values(ascending=False).items())
+        ", ".join(f"{p[5:]} {_fmt(v)}"
+                  for p, v in row.dropna().sort_values(ascending=False).items())
         or "–" for _, row in own.iterrows()] if extra else "–"
     out["n_rounds"] = g.size()
     return out
@@ -140,8 +141,9 @@ def pseudo_gain_table(gain: pd.DataFrame) -> pd.DataFrame:
     t[["t", "p", "p_holm"]] = t[["t", "p", "p_holm"]].round(4)
     t["mean_pseudo"] = t["mean_pseudo"].round(0)
     return t[["dataset", "method", "al_counterpart", "seeds", "n_pairs", "mean_pseudo",
-              "mean_ssal_pts", "mean_al_pts", "mean_diff_pts", "rounds_ahead", "t", "p", "p_holm", "mdd_pts",
-              "verdict"]].set_index(["dataset", "method"])   # a dataset's rows read as a group
+              "mean_ssal_pts", "mean_al_pts", "mean_diff_pts", "rounds_ahead", "t", "p",
+              "p_holm", "mdd_pts", "verdict"]
+             ].set_index(["dataset", "method"])   # a dataset's rows read as a group
 
 
 def label_efficiency_table(eff: pd.DataFrame) -> pd.DataFrame:
