@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -23,6 +26,10 @@ from ..results import FAILED, RunBusy, write_json
 from .spec import SLURM_KEYS, Cell, Grid
 from .status import (ACTIVE, ATTEMPT_FILE, FAILED_STATE, INCOMPLETE, JOB_FILE, NOT_LAUNCHED,
                      CellStatus, format_status, grid_status, pid_alive, state_counts)
+
+
+# the signal submitit's SLURM jobs get on a time-out or preemption (sbatch --signal)
+REQUEUE_SIGNAL = signal.Signals["SIG" + submitit.slurm.slurm.SlurmJobEnvironment.USR_SIG]
 
 
 # the submitted callable (must live in the installed package: workers unpickle it by reference)
@@ -45,9 +52,12 @@ class CellJob(submitit.helpers.Checkpointable):
                   log=lambda line: print(f"{run.store.path.name}: {line}", flush=True),
                   stream=io.StringIO())
         run.store.path.mkdir(parents=True, exist_ok=True)
+        job_id = _current_job_id()
         write_json(run.store.path / ATTEMPT_FILE, {
             "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-            "job_id": _current_job_id()})
+            "job_id": job_id})
+        if job_id is not None and threading.current_thread() is threading.main_thread():
+            _tolerate_killed_requeue(REQUEUE_SIGNAL)
         try:
             records = run.run()  # a requeue exits with SystemExit: not marked failed
         except RunBusy:
@@ -61,6 +71,34 @@ class CellJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _tolerate_killed_requeue(signum: int) -> None:
+    """Wrap submitit's requeue handler so a requeue that killed its own ``scontrol`` exits as
+    a requeue, not as a failed cell.
+
+    SLURM terminates every process of a job it requeues, the ``scontrol requeue`` child
+    included; when that SIGTERM lands before ``scontrol`` exits (a busy node), submitit's
+    handler raises ``CalledProcessError`` inside the run, which would mark the cell failed
+    although the job is already going back to the queue. Exiting as submitit does after a
+    requeue leaves the cell incomplete at worst, and ``grid launch`` resumes that.
+    """
+    handler = signal.getsignal(signum)
+    if not callable(handler) or getattr(handler, "tolerates_killed_requeue", False):
+        return
+
+    def requeue(sig, frame):
+        try:
+            handler(sig, frame)
+        except subprocess.CalledProcessError as exc:
+            if not (exc.returncode < 0 and list(exc.cmd[:2]) == ["scontrol", "requeue"]):
+                raise
+            print(f"scontrol requeue ended by signal {-exc.returncode} (the requeue "
+                  "terminating this job): exiting as requeued", file=sys.stderr, flush=True)
+            sys.exit(-1)
+
+    requeue.tolerates_killed_requeue = True
+    signal.signal(signum, requeue)
 
 
 def _current_job_id() -> str | None:

@@ -281,3 +281,38 @@ def test_time_left_uses_the_finished_cells_closest_to_each_unfinished_one(tmp_pa
     assert basis == ("1 from finished cells of the same method, dataset and setting, "
                      "1 from the same dataset and setting, 1 from all finished cells")
     assert "left: about 3.3 worker-hours" in G.format_status(statuses)
+
+
+def test_a_requeue_that_killed_its_own_scontrol_exits_as_requeued_not_failed():
+    """SLURM terminates the job it requeues, ``scontrol requeue`` included: submitit's handler
+    then raises CalledProcessError (seen on a loaded node); the wrapper turns exactly that case
+    into the requeue's exit, and leaves every other error to fail the cell."""
+    import os
+    import signal
+    import subprocess
+
+    from benchmark.grid.launch import REQUEUE_SIGNAL, _tolerate_killed_requeue
+
+    errors = []
+
+    def submitit_like(sig, frame):  # stands in for SignalHandler.checkpoint_and_try_requeue
+        raise errors[-1]
+
+    previous = signal.signal(REQUEUE_SIGNAL, submitit_like)
+    try:
+        _tolerate_killed_requeue(REQUEUE_SIGNAL)
+        _tolerate_killed_requeue(REQUEUE_SIGNAL)  # a second cell in the process: no re-wrap
+        wrapped = signal.getsignal(REQUEUE_SIGNAL)
+        assert wrapped is not submitit_like and wrapped.tolerates_killed_requeue
+        errors.append(subprocess.CalledProcessError(-signal.SIGTERM, ["scontrol", "requeue", "7"]))
+        with pytest.raises(SystemExit):
+            os.kill(os.getpid(), REQUEUE_SIGNAL)  # delivered to this (main) thread
+            time.sleep(1)
+        for other in (subprocess.CalledProcessError(1, ["scontrol", "requeue", "7"]),
+                      subprocess.CalledProcessError(-signal.SIGTERM, ["scancel", "7"]),
+                      RuntimeError("checkpoint failed")):
+            errors.append(other)
+            with pytest.raises(type(other)):
+                wrapped(REQUEUE_SIGNAL, None)
+    finally:
+        signal.signal(REQUEUE_SIGNAL, previous)
