@@ -36,6 +36,9 @@ def main(argv=None) -> int:
                         "(the name in tables/table_NAME.csv)")
     c.add_argument("--columns", default=None, metavar="COL[,COL...]",
                    help="the columns to compare (default: every column both tables have)")
+    c.add_argument("--on", default=None, metavar="COL[,COL...]",
+                   help="the columns that name a row (default: the leading text columns, up "
+                        "to the first one holding numbers), e.g. setting,dataset,round")
     c.add_argument("--labels", default="before,after", metavar="A,B",
                    help="what to call the two studies in the headers (default: before,after)")
     c.add_argument("--out", default=None, metavar="DIR",
@@ -96,10 +99,11 @@ def _compare(args) -> int:
     from .tables import to_markdown, write
 
     columns = args.columns.split(",") if args.columns else None
+    on = args.on.split(",") if args.on else None
     try:
         table = compare_reports(args.before, args.after, args.table, columns,
-                                tuple(args.labels.split(",")))
-    except ValueError as e:  # columns or keys the two tables do not share
+                                tuple(args.labels.split(",")), on)
+    except ValueError as e:  # columns or keys the two tables do not share, or keys not unique
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(to_markdown(table), end="")

@@ -32,6 +32,24 @@ def test_rows_join_on_keys_whatever_their_order_and_unmatched_rows_stay():
     assert len(t) == 4
 
 
+def test_formatted_cells_are_measurements_and_keys_must_name_one_row():
+    # the final-accuracy table: text cells led by a number, '–' where a dataset has no run
+    acc_v1 = pd.DataFrame({"setting": ["al", "weak"], "method": ["actune", "st"],
+                           "sst2": ["82.00 ± 1.22 (3) ~", "–"],
+                           "trec": ["**96.20 ± 0.53** (3)", "66.20 ± 3.65 (3) *"]})
+    acc_new = acc_v1.assign(sst2=["83.66 ± 0.35 (2)", "–"])
+    t = compare_tables(acc_v1, acc_new, labels=("v1", "re-run"))
+    assert key_columns(acc_v1) == ["setting", "method"] and len(t) == 2
+    assert t.loc[0, "sst2 (v1)"] == "82.00 ± 1.22 (3) ~"
+    assert t.loc[0, "sst2 (re-run)"] == "83.66 ± 0.35 (2)"
+    # round-by-round rows: the dataset names three rows, so a join would pair them all
+    rounds = pd.DataFrame({"dataset": ["trec"] * 3, "round": [1, 2, 3], "diff": [0.1, 0.2, 0.3]})
+    with pytest.raises(ValueError, match="several rows"):
+        compare_tables(rounds, rounds)
+    t = compare_tables(rounds, rounds.assign(diff=[0.2, 0.2, 0.2]), on=["dataset", "round"])
+    assert t["diff change"].tolist() == pytest.approx([0.1, 0.0, -0.1])
+
+
 def test_default_compares_every_shared_column_and_rejects_unknown_ones():
     t = compare_tables(BEFORE, AFTER)
     assert "seeds change" in t and "verdict (after)" in t and "verdict change" not in t
