@@ -203,7 +203,7 @@ ITEMS: list[Item] = [
     Item("table_accuracy", lambda c: "Final-round test accuracy (%), mean ± std over seeds "
          f"(runs); * {c.primary} significantly better than this baseline, † significantly "
          "worse (paired t-test over seeds and rounds >= 1 of the setting and dataset, "
-         "p < 0.05), ~ |difference| below the MDD: unresolved, neither a win nor a loss. "
+         "Holm-corrected p < 0.05 across its baselines), ~ |difference| below the MDD: unresolved, neither a win nor a loss. "
          + c.mdd, _accuracy, "no complete run"),
     Item("table_final_ci", "Bootstrap intervals of the final-round test accuracy (%): mean "
          f"and {uncertainty.CONFIDENCE:.0%} bootstrap interval over seeds (runs). With few seeds "
@@ -222,7 +222,8 @@ ITEMS: list[Item] = [
          "round >= 1; * p < 0.05; Holm across baselines",
          lambda c: tables.ttest_table(c.tests), NEEDS_PAIR),
     Item("table_ttest_per_dataset", "Paired t-tests per dataset (Holm within dataset); mdd "
-         "in points, verdict 'unresolved' where |mean_diff| < mdd; seeds_needed: seeds at which "
+         "in points; verdict 'unresolved' where |mean_diff| < mdd, else 'better' / 'worse' "
+         "where p_holm < 0.05 (sig_holm), else 'not significant'; seeds_needed: seeds at which "
          "the MDD falls to the difference",
          lambda c: tables.ttest_table(c.tests_per_dataset), NEEDS_PAIR),
     Item("table_pseudo_gain", "What pseudo-labels add: each method's SSAL run against the AL "
@@ -242,7 +243,8 @@ ITEMS: list[Item] = [
          "needs an ours method in the ssal setting and baselines on the same dataset"),
     Item("table_vs_best", lambda c: "Ours against the strongest baseline (highest mean "
          "accuracy over the rounds; same setting and dataset): rounds ahead and margin in "
-         "accuracy points; verdict of the paired t-test, 'unresolved' where |margin| < MDD; "
+         "accuracy points; verdict of the paired t-test (Holm across the baselines of the "
+         "setting and dataset), 'unresolved' where |margin| < MDD; "
          "seeds_needed: seeds at which the MDD falls to the margin. " + c.mdd,
          lambda c: c.headline,
          "needs an ours method and a baseline in one setting"),

@@ -28,7 +28,7 @@ def accuracy_table(final: pd.DataFrame, metric="test_acc", ours=None,
 
     With ``tests`` (:func:`stats.paired_tests` by setting and dataset, for one ours method) a
     baseline's cell carries ``*`` where ours is significantly better than it (paired over
-    seeds and rounds, p < 0.05) and ``†`` where it is significantly worse; when the tests carry
+    seeds and rounds, Holm-corrected p < 0.05) and ``†`` where it is significantly worse; when the tests carry
     ``uncertainty.resolve``'s verdict, ``~`` marks a difference below the minimal detectable
     difference (unresolved: neither a win nor a loss, whatever its p-value).
     """
@@ -57,7 +57,7 @@ def _significance_marks(tests: pd.DataFrame | None) -> dict:
         mark = {"better": " *", "worse": " †", "unresolved": " ~"}
         return {(r.setting, r.baseline, r.dataset): mark[r.verdict]
                 for r in tests.itertuples() if r.verdict in mark}
-    sig = tests[tests["significant"]]
+    sig = tests[tests["significant_holm"]]
     return {(r.setting, r.baseline, r.dataset): (" *" if r.mean_diff > 0 else " †")
             for r in sig.itertuples()}
 

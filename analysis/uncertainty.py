@@ -167,7 +167,9 @@ def noise_model(df: pd.DataFrame, ours, metric: str = "test_acc", min_round: int
 def resolve(tests: pd.DataFrame, noise: pd.DataFrame) -> pd.DataFrame:
     """``stats.paired_tests`` rows (by setting and dataset) with the group's MDD and a verdict:
     ``unresolved`` where |mean difference| < MDD, else ``better`` / ``worse`` (ours than the
-    baseline) where the test is significant, else ``not significant``."""
+    baseline) where the test is significant after Holm's correction across the baselines (a
+    verdict is a conclusion drawn from a family of tests, like ``pseudo_label_gain``'s), else
+    ``not significant``."""
     if tests.empty:
         return tests
     cols = ["setting", "dataset", "mdd", "sd", "rounds"]
@@ -175,7 +177,7 @@ def resolve(tests: pd.DataFrame, noise: pd.DataFrame) -> pd.DataFrame:
         else tests.assign(mdd=np.nan, sd=np.nan, rounds=np.nan)
     out["resolved"] = ~(out["mean_diff"].abs() < out["mdd"])
     out["verdict"] = np.where(~out["resolved"], "unresolved",
-                              np.where(~out["significant"], "not significant",
+                              np.where(~out["significant_holm"], "not significant",
                                        np.where(out["mean_diff"] > 0, "better", "worse")))
     out["seeds_needed"] = [seeds_needed(d, s, int(r)) if r == r else float("nan")
                            for d, s, r in zip(out["mean_diff"], out["sd"], out["rounds"])]

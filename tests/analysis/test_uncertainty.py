@@ -183,3 +183,20 @@ def test_report_shows_mdd_unresolved_marks_and_seeds_needed(tmp_path):
     assert (out / "tables" / "table_noise.md").exists()
     assert (out / "figures" / "fig_final_ci.png").exists()
     assert "saving_pct_lo" in (out / "tables" / "table_label_efficiency.md").read_text()
+
+
+def test_a_verdict_needs_the_holm_corrected_p_not_the_raw_one():
+    # three baselines, all far above the MDD: p = 0.01 alone is significant, but Holm multiplies
+    # the smallest of three p-values by 3 (0.03, still significant) and the second by 2 (0.04 ->
+    # 0.08, not): a conclusion from a family of tests must survive the family's correction.
+    tests = pd.DataFrame(dict(setting="al", dataset="trec", ours="ours",
+                              baseline=["a", "b", "c"], mean_diff=[0.05, -0.05, 0.05],
+                              p=[0.01, 0.04, 0.5]))
+    tests["p_holm"] = stats.holm(tests["p"].tolist())
+    assert tests["p_holm"].round(6).tolist() == [0.03, 0.08, 0.5]
+    tests["significant"] = tests["p"] < 0.05
+    tests["significant_holm"] = tests["p_holm"] < 0.05
+    noise = pd.DataFrame(dict(setting=["al"], dataset=["trec"], mdd=[0.01], sd=[0.02],
+                              rounds=[10]))
+    verdict = uncertainty.resolve(tests, noise).set_index("baseline")["verdict"].to_dict()
+    assert verdict == {"a": "better", "b": "not significant", "c": "not significant"}
