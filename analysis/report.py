@@ -203,7 +203,8 @@ ITEMS: list[Item] = [
     Item("table_accuracy", lambda c: "Final-round test accuracy (%), mean ± std over seeds "
          f"(runs); * {c.primary} significantly better than this baseline, † significantly "
          "worse (paired t-test over seeds and rounds >= 1 of the setting and dataset, "
-         "Holm-corrected p < 0.05 across its baselines), ~ |difference| below the MDD: unresolved, neither a win nor a loss. "
+         "Holm-corrected p < 0.05 across its baselines), ~ |difference| below the MDD: "
+         "unresolved, neither a win nor a loss. "
          + c.mdd, _accuracy, "no complete run"),
     Item("table_final_ci", "Bootstrap intervals of the final-round test accuracy (%): mean "
          f"and {uncertainty.CONFIDENCE:.0%} bootstrap interval over seeds (runs). With few seeds "

@@ -28,9 +28,9 @@ def accuracy_table(final: pd.DataFrame, metric="test_acc", ours=None,
 
     With ``tests`` (:func:`stats.paired_tests` by setting and dataset, for one ours method) a
     baseline's cell carries ``*`` where ours is significantly better than it (paired over
-    seeds and rounds, Holm-corrected p < 0.05) and ``†`` where it is significantly worse; when the tests carry
-    ``uncertainty.resolve``'s verdict, ``~`` marks a difference below the minimal detectable
-    difference (unresolved: neither a win nor a loss, whatever its p-value).
+    seeds and rounds, Holm-corrected p < 0.05) and ``†`` where it is significantly worse;
+    when the tests carry ``uncertainty.resolve``'s verdict, ``~`` marks a difference below the
+    minimal detectable difference (unresolved: neither a win nor a loss, whatever its p-value).
     """
     if final.empty:
         return pd.DataFrame()
