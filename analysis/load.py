@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.device import describe
-from benchmark.results import CONFIG, META, RECORDS, duplicate_rounds, folder_state, read_records
+from benchmark.device import describe, recorded_precision
+from benchmark.results import (CONFIG, META, RECORDS, duplicate_rounds, folder_state, read_json,
+                               read_records)
 from benchmark.settings import SETTINGS
 
 # Fields a round record must have for the analysis to use it (benchmark/loop.py writes them).
@@ -58,13 +59,9 @@ def _read_config(folder: Path, problems: list[str]) -> dict:
         return {}
 
 
-def _device(folder: Path) -> str:
+def _device(meta) -> str:
     """The device a run computed on, in words (``benchmark.device.describe``); runs made before
     meta.json carried a device say so, with the host they ran on."""
-    try:
-        meta = json.loads((folder / META).read_text())
-    except (OSError, ValueError):
-        return "unknown device (no readable meta.json)"
     if not isinstance(meta, dict):
         return "unknown device (no readable meta.json)"
     if isinstance(meta.get("device"), dict):
@@ -142,6 +139,7 @@ def load_results(root: str | Path) -> Results:
             rows.append(row)
             kept += 1
         first = records[0] if records else {}
+        meta = read_json(folder / META)
         rounds_expected = cfg.get("rounds")
         last_round = max((r.get("round", -1) for r in records), default=-1)
         runs.append(dict(run=folder.name, path=str(folder), status=status,
@@ -150,7 +148,8 @@ def load_results(root: str | Path) -> Results:
                          setting=setting_label(cfg, first.get("setting")),
                          seed=cfg.get("seed", first.get("seed")), preset=cfg.get("preset"),
                          params=params, n_records=kept, last_round=last_round,
-                         rounds=rounds_expected, device=_device(folder),
+                         rounds=rounds_expected, device=_device(meta),
+                         precision=recorded_precision(meta),
                          round0=_round0_key(cfg, first),
                          round0_record=json.dumps({k: first.get(k) for k in ROUND0_OUTCOME[:4]})
                          if first.get("round") == 0 else None,
@@ -173,6 +172,7 @@ def load_results(root: str | Path) -> Results:
     res = Results(df, runs_df, problems, root)
     problems.extend(mixed_configs(res))
     problems.extend(round0_mismatches(runs_df))
+    problems.extend(mixed_precisions(runs_df))
     return res
 
 
@@ -182,7 +182,8 @@ PROBLEM_KINDS = (("corrupt line", "corrupt lines"), ("cut short", "corrupt lines
                  (": incomplete (", "unfinished runs"), ("unfinished run folders", "unfinished runs"),
                  ("lacks", "records missing fields"), ("another config", "stale records"),
                  ("different protocols", "mixed protocols"), (CONFIG, "unreadable configs"),
-                 ("left out until", "runs waiting for their seed (--complete-only)"))
+                 ("left out until", "runs waiting for their seed (--complete-only)"),
+                 ("precisions", "mixed precisions"))
 
 
 def problem_summary(res: Results) -> str:
@@ -248,6 +249,23 @@ def mixed_configs(res: Results) -> list[str]:
             out.append(f"{ds}/{st}: runs under {len(counts)} different protocols "
                        f"({', '.join(f'{p}: {n} runs' for p, n in counts.items())}); "
                        f"comparisons use the most common one ({counts.index[0]})")
+    return out
+
+
+def mixed_precisions(runs: pd.DataFrame) -> list[str]:
+    """Datasets whose runs computed at different precisions (bf16 autocast or fp32; ``amp:
+    auto`` resolves per machine), so paired comparisons between them mix the two."""
+    if runs.empty or "precision" not in runs:
+        return []
+    out = []
+    for ds, g in runs.dropna(subset=["precision"]).groupby("dataset"):
+        counts = g["precision"].value_counts()
+        if len(counts) > 1:
+            minority = g[g["precision"] != counts.index[0]]["run"]
+            named = f": {', '.join(minority)}" if len(minority) <= 3 else ""
+            out.append(f"{ds}: runs at {len(counts)} precisions ("
+                       + ", ".join(f"{p}: {n} runs" for p, n in counts.items())
+                       + f"{named}); comparisons between them mix precisions")
     return out
 
 

@@ -3,7 +3,8 @@
 The same config gives different numbers on different hardware (measured: 1.4 points in one round
 between two CPU types): the CPU model and the instruction sets torch's kernels dispatch on
 (AVX-512, its bf16 extension, AMX), the GPU, the thread count and whether bf16 autocast ran.
-A study that spans machines can then say which cells ran where (``analysis.load``).
+A study that spans machines can then say which cells ran where (``analysis.load``), and a
+run or grid refuses to continue at another precision than its finished rounds used.
 """
 from __future__ import annotations
 
@@ -68,6 +69,25 @@ def device_info(device: str | torch.device | None = None, cfg: dict | None = Non
         info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                        "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda}
     return info
+
+
+def precision(bf16: bool | None) -> str | None:
+    """``bf16`` or ``fp32``: the words for whether bf16 autocast ran (None: not recorded)."""
+    return None if bf16 is None else ("bf16" if bf16 else "fp32")
+
+
+def recorded_precision(meta: dict | None) -> str | None:
+    """The precision a run's rounds used, from its ``meta.json`` (first start and every
+    resume): ``bf16``, ``fp32``, ``mixed`` when its starts differed, None when not recorded.
+
+    ``amp: auto`` resolves per machine (bf16 on CUDA and on CPUs with native bf16, fp32
+    elsewhere), so one config can compute at either precision: this is what it did."""
+    if not isinstance(meta, dict):
+        return None
+    starts = [meta, *(r for r in meta.get("resumes") or [] if isinstance(r, dict))]
+    seen = {precision((s.get("device") or {}).get("bf16_autocast")) for s in starts}
+    seen.discard(None)
+    return None if not seen else seen.pop() if len(seen) == 1 else "mixed"
 
 
 def describe(info: dict | None) -> str:

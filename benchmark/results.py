@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .config import config_hash, run_name
-from .device import device_info
+from .device import device_info, recorded_precision
 
 RECORDS, CONFIG, META, CHECKPOINT, DONE, FAILED, LOCK = (
     "records.jsonl", "config.json", "meta.json", "checkpoint.pt", "done", "failed", "lock")
@@ -401,6 +401,13 @@ class RunStore:
     @property
     def done(self) -> bool:
         return (self.path / DONE).exists()
+
+    def resumed_precision(self) -> str | None:
+        """The precision (``bf16``/``fp32``/``mixed``) of the rounds a resume would continue
+        from; None when it would start over (no checkpoint, or no round recorded)."""
+        if not (self.path / CHECKPOINT).exists() or not self.records():
+            return None
+        return recorded_precision(read_json(self.path / META))
 
     def problems(self) -> list[str]:
         """Why a folder marked done is not a whole run: lost or repeated rounds."""

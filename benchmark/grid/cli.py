@@ -28,6 +28,10 @@ def add_arguments(p) -> None:
         q.add_argument("--wait", action="store_true", help="return when no cell is running")
         q.add_argument("--dry-run", action="store_true", help="print what would be submitted")
         q.add_argument("--workers", type=int, default=None, help="local: parallel workers")
+        q.add_argument("--allow-mixed-precision", action="store_true",
+                       help="local/debug: run cells here even when this machine resolves "
+                            "amp=auto to another precision (bf16 or fp32) than the grid's "
+                            "finished cells used")
         q.add_argument("--partition")
         q.add_argument("--time", type=int, help="minutes per cell (SLURM time limit)")
         q.add_argument("--mem-gb", type=float, dest="mem_gb")
@@ -52,7 +56,8 @@ def main(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     launch(grid, args.out, args.executor, retry=args.grid_command == "retry", wait=args.wait,
-           dry_run=args.dry_run, flags=flags, workers=args.workers, data_dir=args.data_dir)
+           dry_run=args.dry_run, flags=flags, workers=args.workers, data_dir=args.data_dir,
+           allow_mixed_precision=args.allow_mixed_precision)
     if (args.wait or args.executor != "slurm") and not args.dry_run:
         statuses = grid_status(grid.cells(args.out))
         print(format_status(statuses))

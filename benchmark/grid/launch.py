@@ -20,12 +20,14 @@ from pathlib import Path
 
 import submitit
 
-from ..config import check_sources
+from ..config import ConfigError, check_sources
+from ..device import precision, recorded_precision
 from ..registry import UnknownNameError
-from ..results import FAILED, RunBusy, write_json
+from ..results import FAILED, META, RunBusy, read_json, write_json
 from .spec import SLURM_KEYS, Cell, Grid
-from .status import (ACTIVE, ATTEMPT_FILE, FAILED_STATE, INCOMPLETE, JOB_FILE, NOT_LAUNCHED,
-                     CellStatus, format_status, grid_status, pid_alive, state_counts)
+from .status import (ACTIVE, ATTEMPT_FILE, DONE_STATE, FAILED_STATE, INCOMPLETE, JOB_FILE,
+                     NOT_LAUNCHED, CellStatus, format_status, grid_status, pid_alive,
+                     state_counts)
 
 
 # the signal submitit's SLURM jobs get on a time-out or preemption (sbatch --signal)
@@ -157,13 +159,14 @@ def slurm_parameters(grid: Grid, flags: dict | None = None) -> dict:
 def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool = False,
            wait: bool = False, dry_run: bool = False, flags: dict | None = None,
            workers: int | None = None, data_dir: str | None = None, poll_s: float = 5.0,
-           log=print) -> list[Cell]:
+           allow_mixed_precision: bool = False, log=print) -> list[Cell]:
     """Submit the grid's not-launched and incomplete cells (``retry``: failed and incomplete).
 
     An incomplete cell (its job or process ended before the last round) resumes from its
     checkpoint, so launching a grid again picks up whatever is missing; a failed cell raised
     and waits for an explicit ``retry``. Done, running and queued cells are never submitted
-    again.
+    again. Run here (``local``, ``debug``), cells must compute at the precision the grid's
+    finished cells used (:func:`check_precision`) unless ``allow_mixed_precision``.
     Returns the cells submitted.
     """
     if executor not in ("slurm", "local", "debug"):
@@ -191,6 +194,13 @@ def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool 
     threads = (slurm_parameters(grid, flags).get("cpus_per_task") or 1) \
         if executor == "slurm" else 1  # one single-thread worker per core locally
     runs = [(c, {**c.cfg, "threads": c.cfg.get("threads") or threads}) for c in todo]
+    if executor != "slurm" and not allow_mixed_precision:
+        try:
+            check_precision(grid.name, statuses, [cfg for _, cfg in runs])
+        except ConfigError as exc:
+            if not dry_run:
+                raise
+            log(f"warning: {exc}")
     verb = "retry" if retry else "submit"
     log(f"grid {grid.name}: {verb} {len(todo)} of {len(cells)} cells via {executor} ({summary})")
     if dry_run:
@@ -213,6 +223,38 @@ def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool 
     else:
         _launch_debug(runs, out, folder, data_dir, log)
     return todo
+
+
+def check_precision(name: str, statuses: list[CellStatus], todo: list[dict],
+                    device=None) -> None:
+    """Refuse to run the configs ``todo`` on this machine at another precision than the grid's finished
+    cells of the same ``amp`` setting used (``amp: auto`` is bf16 on CUDA and on CPUs with
+    native bf16, fp32 elsewhere): paired comparisons across the two would mix precisions.
+
+    Only the local and debug executors run cells where they launch; a SLURM node's CPU is
+    known when the cell starts, so there a resumed run checks itself (``Run``) and the
+    analysis reports a mix (``analysis.load``)."""
+    from ..backbones import amp_enabled, default_device
+
+    dev = device or default_device()
+    here = {cfg["amp"]: precision(amp_enabled(dev, cfg["amp"])) for cfg in todo}
+    finished: dict[str, int] = {}
+    for s in statuses:
+        amp = s.cell.cfg["amp"]
+        was = recorded_precision(read_json(s.cell.path / META)) \
+            if s.state == DONE_STATE and amp in here else None
+        if was not in (None, here[amp]):
+            finished[was] = finished.get(was, 0) + 1
+    if finished:
+        from ..device import describe, device_info
+
+        ran = " and ".join(f"{n} in {p}" for p, n in sorted(finished.items()))
+        raise ConfigError(
+            f"grid {name}: finished cells ran {ran}, but this machine "
+            f"({describe(device_info(dev, todo[0]))}) would run the {len(todo)} left in "
+            f"{'/'.join(sorted(set(here.values())))}; launch them where the finished cells "
+            "ran (each meta.json names its device), or pass --allow-mixed-precision to mix "
+            "precisions knowingly (the analysis then notes the mix)")
 
 
 def _job_record(executor: str, job_id: str | None, folder: Path | None) -> dict:

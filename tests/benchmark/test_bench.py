@@ -13,10 +13,12 @@ def test_bench_figures_are_consistent(toy_data, tiny_overrides, device):
               device=device, train_steps=3)
     assert r["method"] == "actune" and r["n_pool"] == 120
     assert r["inference_texts_per_s"] == pytest.approx(r["n_pool"] / r["inference_s"])
-    assert r["inference_share_of_bf16_peak"] == pytest.approx(
-        r["inference_gflops"] / r["matmul_peak_gflops_bf16"])
+    precision = "bf16" if r["bf16_autocast"] else "fp32"  # the peak of the precision it ran in
+    assert r["inference_precision"] == precision
+    assert r["inference_share_of_peak"] == pytest.approx(
+        r["inference_gflops"] / r[f"matmul_peak_gflops_{precision}"])
     assert r["inference_share_of_layer_matmul"] == pytest.approx(
-        r["inference_gflops"] / r["matmul_layer_gflops_bf16"])
+        r["inference_gflops"] / r["matmul_layer_gflops"])
     overhead = r["region_sampling_s"] + r["memory_bank_s"]
     assert 0 < overhead <= r["query_s"] <= r["round_s"]
     assert r["overhead_share"] == pytest.approx(overhead / r["round_s"])
@@ -33,7 +35,7 @@ def test_bench_figures_are_consistent(toy_data, tiny_overrides, device):
         assert r["peak_gpu_memory_mb"] is None
     text = report(r)
     assert "actune's own overhead (region sampling + memory bank)" in text
-    assert "share of bf16 matmul peak" in text
+    assert f"share of the {precision} matmul peak" in text
     assert "packed / padded useful tokens/s" in text and r["bf16_path"] in text
 
 

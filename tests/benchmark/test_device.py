@@ -68,3 +68,16 @@ def test_meta_json_of_a_run_folder_names_the_device(tmp_path):
 @pytest.mark.parametrize("info", [None, {}, {"cpu": {}}])
 def test_describe_never_fails_on_sparse_info(info):
     assert isinstance(dev.describe(info), str)
+
+
+@pytest.mark.parametrize("meta, expected", [
+    (None, None), ({}, None), ({"device": {"bf16_autocast": None}}, None),
+    ({"device": {"bf16_autocast": True}}, "bf16"),
+    ({"device": {"bf16_autocast": False}, "resumes": [{"device": {"bf16_autocast": False}}]},
+     "fp32"),
+    ({"device": {"bf16_autocast": True}, "resumes": [{"device": {"bf16_autocast": False}}]},
+     "mixed"),
+    ({"host": "old", "resumes": [{"device": {"bf16_autocast": True}}]}, "bf16"),
+])
+def test_recorded_precision_reads_every_start_of_a_run(meta, expected):
+    assert dev.recorded_precision(meta) == expected

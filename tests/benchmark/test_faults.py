@@ -526,3 +526,29 @@ def test_meta_keeps_the_first_start_and_appends_each_resume(toy_data, tiny_overr
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["started"] == first["started"] and meta["host"] == first["host"]
     assert len(meta["resumes"]) == 2 and all("versions" in r for r in meta["resumes"])
+
+
+def test_a_resume_at_another_precision_is_one_error_line_and_runs_nothing(
+        toy_data, tiny_overrides, tmp_path, capsys, stop_after_round):
+    """``amp: auto`` is bf16 on one machine and fp32 on another: a run whose recorded rounds
+    ran at the other precision refuses to continue here; its folder is left as it was."""
+    out = tmp_path / "results"
+    cfg = resolve("entropy", str(toy_data), 0, "al", "smoke", tiny_overrides)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, out, log=stop_after_round(0))
+    folder = RunStore(out, cfg).path
+    meta = json.loads((folder / "meta.json").read_text())
+    here = meta["device"]["bf16_autocast"]
+    meta["device"]["bf16_autocast"] = not here  # as if round 0 ran on the other kind of CPU
+    (folder / "meta.json").write_text(json.dumps(meta))
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != LOCK}
+    assert main(run_args(toy_data, out, tiny_overrides)) == 2
+    err = one_error_line(capsys.readouterr().err)
+    was, now = ("fp32", "bf16") if here else ("bf16", "fp32")
+    assert err.startswith(f"error: {folder.name}: its recorded rounds ran in {was}")
+    assert f"would continue in {now}" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != LOCK} == before
+    meta["device"]["bf16_autocast"] = here  # the machine it started on: it resumes
+    (folder / "meta.json").write_text(json.dumps(meta))
+    assert main(run_args(toy_data, out, tiny_overrides)) == 0
+    assert rounds_on_disk(folder) == [0, 1, 2]

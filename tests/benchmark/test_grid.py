@@ -11,6 +11,7 @@ import pytest
 
 from benchmark import grid as G
 from benchmark.config import resolve
+from benchmark.loop import run_experiment
 from benchmark.results import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -241,6 +242,43 @@ def test_debug_executor_failure_status_retry_and_no_resubmission(failing_grid, t
                     log=logs.append) == [bad.cell]
     assert G.launch(failing_grid, out, "debug", retry=True, log=logs.append) == [bad.cell]
     assert (bad.cell.path / "failed.prev").exists()  # the earlier error kept beside it
+
+
+def test_a_grid_does_not_mix_precisions_unless_asked_and_the_analysis_notes_a_mix(
+        tmp_path, toy_data, tiny_overrides, capsys, monkeypatch):
+    """``amp: auto`` resolves per machine (bf16 with native bf16, fp32 without): cells left
+    for this machine are refused when the grid's finished cells ran at the other precision."""
+    import pdb
+
+    from analysis.load import load_results
+    from benchmark.cli import main
+
+    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)
+    spec = write_grid(tmp_path / "g.yaml", methods=["random"], datasets=[str(toy_data)],
+                      seeds=[0, 1], preset="smoke", overrides={**tiny_overrides, "rounds": 1})
+    grid, out = G.Grid.load(spec), tmp_path / "out"
+    first, second = grid.cells(out)
+    run_experiment(first.cfg, out, log=lambda *_: None)
+    meta = json.loads((first.path / "meta.json").read_text())
+    here = meta["device"]["bf16_autocast"]
+    meta["device"]["bf16_autocast"] = not here  # as if it ran on the other kind of machine
+    (first.path / "meta.json").write_text(json.dumps(meta))
+    args = ["grid", "launch", str(spec), "--executor", "debug", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    was, now = ("fp32", "bf16") if here else ("bf16", "fp32")
+    assert err.startswith(f"error: grid g: finished cells ran 1 in {was}, but this machine (")
+    assert f"would run the 1 left in {now}" in err and "\n" not in err
+    assert not second.path.exists()  # refused before anything ran
+    assert main([*args, "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("warning: grid g: finished cells ran 1 in")
+    assert main([*args, "--allow-mixed-precision"]) == 0
+    assert G.cell_status(second).state == G.DONE_STATE
+    res = load_results(out)
+    assert res.runs.set_index("run")["precision"].to_dict() == {
+        first.path.name: was, second.path.name: now}
+    [note] = [p for p in res.problems if "precisions" in p]
+    assert note.startswith(f"{toy_data.name}: runs at 2 precisions (")
 
 
 @pytest.mark.slow  # two worker processes each import torch + transformers (~10 s)
