@@ -221,10 +221,10 @@ class Run:
         now = precision(amp_enabled(self.device, self.cfg["amp"]))
         if had not in (None, now):
             raise ConfigError(
-                f"{self.store.path.name}: its recorded rounds ran in {had} (amp={self.cfg['amp']}), "
-                f"and {describe(device_info(self.device, self.cfg))} would continue in {now}; "
-                "resume it on a machine like the one it started on (the device is in its "
-                "meta.json), or delete its folder to start it over here")
+                f"{self.store.path.name}: its recorded rounds ran in {had} "
+                f"(amp={self.cfg['amp']}), and {describe(device_info(self.device, self.cfg))} "
+                f"would continue in {now}; resume it on a machine like the one it started on "
+                "(the device is in its meta.json), or delete its folder to start it over here")
 
     def run(self) -> list[dict]:
         """Run or resume, as the only writer of the run folder (:class:`RunBusy` otherwise).

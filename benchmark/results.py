@@ -335,9 +335,10 @@ class RunStore:
         return self
 
     def record_start(self) -> None:
-        """``meta.json``: the first start's environment, and one entry per resume after it."""
+        """``meta.json``: the first start's environment, and one entry per resume after it. A
+        start that recorded no round leaves nothing to describe: the next one replaces it."""
         meta, env = read_json(self.path / META), environment(self.cfg, self.device)
-        if isinstance(meta, dict) and meta.get("started"):
+        if isinstance(meta, dict) and meta.get("started") and self.records():
             meta.setdefault("resumes", []).append(env)
         else:
             meta = env

@@ -227,9 +227,9 @@ def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool 
 
 def check_precision(name: str, statuses: list[CellStatus], todo: list[dict],
                     device=None) -> None:
-    """Refuse to run the configs ``todo`` on this machine at another precision than the grid's finished
-    cells of the same ``amp`` setting used (``amp: auto`` is bf16 on CUDA and on CPUs with
-    native bf16, fp32 elsewhere): paired comparisons across the two would mix precisions.
+    """Refuse to run the configs ``todo`` on this machine at another precision than the grid's
+    finished cells of the same ``amp`` setting used (``amp: auto`` is bf16 on CUDA and on CPUs
+    with native bf16, fp32 elsewhere): paired comparisons across the two would mix precisions.
 
     Only the local and debug executors run cells where they launch; a SLURM node's CPU is
     known when the cell starts, so there a resumed run checks itself (``Run``) and the

@@ -81,3 +81,21 @@ def test_describe_never_fails_on_sparse_info(info):
 ])
 def test_recorded_precision_reads_every_start_of_a_run(meta, expected):
     assert dev.recorded_precision(meta) == expected
+
+
+def test_meta_describes_only_starts_that_recorded_a_round(tmp_path):
+    """A start killed before its first round computed nothing: the next start replaces it, so
+    the precision check never counts a machine that left no record."""
+    cfg = resolve("random", "trec", 0, "al", "smoke", {"threads": 1})
+    store = RunStore(tmp_path, cfg, torch.device("cpu")).open()
+    store.record_start()
+    first = json.loads((store.path / "meta.json").read_text())
+    first["device"]["bf16_autocast"] = not first["device"]["bf16_autocast"]  # another machine
+    (store.path / "meta.json").write_text(json.dumps(first))
+    store.record_start()  # no round recorded yet: this start replaces that one
+    meta = json.loads((store.path / "meta.json").read_text())
+    assert "resumes" not in meta
+    assert meta["device"]["bf16_autocast"] != first["device"]["bf16_autocast"]
+    store.append({"round": 0})
+    store.record_start()  # a resume after a recorded round is kept beside the first start
+    assert len(json.loads((store.path / "meta.json").read_text())["resumes"]) == 1
