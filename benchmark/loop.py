@@ -26,9 +26,8 @@ import torch
 from methods import get_method
 from methods.base import Extras, PhaseTimer, RoundView, Selection
 
-from .backbones import (amp_enabled, backbone_extras, build_classifier, compact_vocabulary,
-                        default_device, load_tokenizer, mc_dropout_probs, predict, remap_tokens,
-                        tokenize)
+from .backbones import (backbone_extras, build_classifier, compact_vocabulary, default_device,
+                        load_tokenizer, mc_dropout_probs, predict, remap_tokens, tokenize)
 from .config import ConfigError, check_sources
 from .data import load_dataset
 from .device import describe, device_info, precision
@@ -217,14 +216,14 @@ class Run:
     def _check_precision(self) -> None:
         """A resume continues at the precision its recorded rounds used: ``amp: auto`` is bf16
         on one machine and fp32 on another, and a run with rounds of both is neither's result."""
-        had = self.store.resumed_precision()
-        now = precision(amp_enabled(self.device, self.cfg["amp"]))
+        had, info = self.store.resumed_precision(), device_info(self.device, self.cfg)
+        now = precision(info["bf16_autocast"])
         if had not in (None, now):
             raise ConfigError(
                 f"{self.store.path.name}: its recorded rounds ran in {had} "
-                f"(amp={self.cfg['amp']}), and {describe(device_info(self.device, self.cfg))} "
-                f"would continue in {now}; resume it on a machine like the one it started on "
-                "(the device is in its meta.json), or delete its folder to start it over here")
+                f"(amp={self.cfg['amp']}), and {describe(info)} would continue in {now}; resume "
+                "it on a machine like the one it started on (the device is in its meta.json), "
+                "or delete its folder to start it over here")
 
     def run(self) -> list[dict]:
         """Run or resume, as the only writer of the run folder (:class:`RunBusy` otherwise).

@@ -21,7 +21,7 @@ from pathlib import Path
 import submitit
 
 from ..config import ConfigError, check_sources
-from ..device import precision, recorded_precision
+from ..device import describe, device_info, precision, recorded_precision
 from ..registry import UnknownNameError
 from ..results import FAILED, META, RunBusy, read_json, write_json
 from .spec import SLURM_KEYS, Cell, Grid
@@ -234,10 +234,7 @@ def check_precision(name: str, statuses: list[CellStatus], todo: list[dict],
     Only the local and debug executors run cells where they launch; a SLURM node's CPU is
     known when the cell starts, so there a resumed run checks itself (``Run``) and the
     analysis reports a mix (``analysis.load``)."""
-    from ..backbones import amp_enabled, default_device
-
-    dev = device or default_device()
-    here = {cfg["amp"]: precision(amp_enabled(dev, cfg["amp"])) for cfg in todo}
+    here = {cfg["amp"]: precision(device_info(device, cfg)["bf16_autocast"]) for cfg in todo}
     finished: dict[str, int] = {}
     for s in statuses:
         amp = s.cell.cfg["amp"]
@@ -246,12 +243,10 @@ def check_precision(name: str, statuses: list[CellStatus], todo: list[dict],
         if was not in (None, here[amp]):
             finished[was] = finished.get(was, 0) + 1
     if finished:
-        from ..device import describe, device_info
-
         ran = " and ".join(f"{n} in {p}" for p, n in sorted(finished.items()))
         raise ConfigError(
             f"grid {name}: finished cells ran {ran}, but this machine "
-            f"({describe(device_info(dev, todo[0]))}) would run the {len(todo)} left in "
+            f"({describe(device_info(device, todo[0]))}) would run the {len(todo)} left in "
             f"{'/'.join(sorted(set(here.values())))}; launch them where the finished cells "
             "ran (each meta.json names its device), or pass --allow-mixed-precision to mix "
             "precisions knowingly (the analysis then notes the mix)")
