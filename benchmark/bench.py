@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from .backbones import amp_enabled, build_classifier, cache_dir, collate, cpu_has_bf16, pack_texts
+from .backbones import (amp_enabled, bf16_emulated, bf16_units, build_classifier, cache_dir,
+                        collate, cpu_has_bf16, pack_texts)
 from .config import resolve
 from .loop import RoundState, Run
 from .training import _batches, step_loss
@@ -89,13 +90,14 @@ def compare_training(run: Run, state: RoundState, steps: int = 40) -> dict:
 
     def one_step(path, step, lab_idx, uns_idx):
         start = time.perf_counter()
-        if path == "floor":
-            loss = step_loss(model, objective, step, steps, labelled, lab_idx[:1], None, None,
-                             run.pad_id, cfg["amp"])
-        else:
-            loss = step_loss(model, objective, step, steps, labelled, lab_idx, pseudo, uns_idx,
-                             run.pad_id, cfg["amp"], pack=path == "packed")
-        loss.backward()
+        with bf16_units(dev, cfg["amp"]):
+            if path == "floor":
+                loss = step_loss(model, objective, step, steps, labelled, lab_idx[:1], None,
+                                 None, run.pad_id, cfg["amp"])
+            else:
+                loss = step_loss(model, objective, step, steps, labelled, lab_idx, pseudo,
+                                 uns_idx, run.pad_id, cfg["amp"], pack=path == "packed")
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"], foreach=True)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -142,6 +144,8 @@ def device_figures(dev: torch.device, amp: str) -> dict:
         return {"device_name": name, "bf16_path": path,
                 "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dev) / 2**20}
     native = "AVX512-BF16/AMX" if cpu_has_bf16() else "no native bf16"
+    if on and not cpu_has_bf16():
+        native += ": matmuls on fp32 units"
     path = f"bf16 autocast on CPU ({native})" if on else f"fp32 (autocast off; {native})"
     return {"device_name": dev.type, "bf16_path": path, "peak_gpu_memory_mb": None}
 
@@ -196,9 +200,10 @@ def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None =
     layer = [rows, hidden, getattr(enc_cfg, "intermediate_size", 4 * hidden)]
     fpt = flops_per_token(model, useful / n_pool)
     amp_on = amp_enabled(dev, cfg["amp"])
-    # inference is measured against the peak of the precision it computes in: without native
-    # bf16 (autocast off) an emulated bf16 peak would make any fp32 rate look like a win
-    dtype = torch.bfloat16 if amp_on else torch.float32
+    # inference is measured against the peak of the units it computes on: without native bf16
+    # (fp32, or bf16 on fp32 units) torch's scalar bf16 peak would make any rate look like a win
+    on_bf16_units = amp_on and not bf16_emulated(dev, cfg["amp"])
+    dtype = torch.bfloat16 if on_bf16_units else torch.float32
     layer_peak = matmul_gflops(dtype, dev, *layer)
     achieved = useful * fpt / inf_s / 1e9 if inf_s == inf_s else float("nan")
     steps = record["train"]["steps"]
@@ -210,8 +215,9 @@ def bench(method: str, dataset: str, preset: str = "cpu", data_dir: str | None =
         "inference_useful_tokens_per_s": useful / inf_s,
         "inference_gflops": achieved, "matmul_peak_gflops_bf16": peak_bf16,
         "matmul_peak_gflops_fp32": peak_fp32,
-        "inference_precision": "bf16" if amp_on else "fp32",
-        "inference_share_of_peak": achieved / (peak_bf16 if amp_on else peak_fp32),
+        "inference_precision": ("bf16" if on_bf16_units else
+                                "bf16 on fp32 units" if amp_on else "fp32"),
+        "inference_share_of_peak": achieved / (peak_bf16 if on_bf16_units else peak_fp32),
         "matmul_layer_shape": layer,
         "matmul_layer_gflops": layer_peak,
         "inference_share_of_layer_matmul": achieved / layer_peak,

@@ -157,9 +157,11 @@ def main(argv=None) -> int:
         getattr(fn, "arguments", lambda p: None)(p)
         p.set_defaults(func=fn)
     args = parser.parse_args(argv)
+    from .backbones import amp_auto_pin
     from .results import RunError
 
     try:
+        amp_auto_pin()                   # a bad ACTUNE_AMP_AUTO fails before any work
         return args.func(args) or 0
     except (UnknownNameError, ValueError, RunError, OSError) as exc:
         print("error: " + " ".join(str(exc).strip().splitlines()), file=sys.stderr)

@@ -43,7 +43,7 @@ def _cpuinfo() -> tuple[str | None, str | None, list[str]]:
 def device_info(device: str | torch.device | None = None, cfg: dict | None = None) -> dict:
     """CPU model and kernel flags, the GPU (name, memory) when the run uses CUDA, torch's thread
     count and whether bf16 autocast is on, for a run on ``device`` under config ``cfg``."""
-    from .backbones import amp_enabled, default_device
+    from .backbones import amp_enabled, bf16_emulated, default_device
 
     cfg = cfg or {}
     dev = torch.device(device) if device is not None else default_device()
@@ -61,6 +61,8 @@ def device_info(device: str | torch.device | None = None, cfg: dict | None = Non
             "threads": int(cfg["threads"]) if cfg.get("threads") else torch.get_num_threads()}
     try:
         info["bf16_autocast"] = amp_enabled(dev, cfg.get("amp", "auto"))
+        if bf16_emulated(dev, cfg.get("amp", "auto")):
+            info["bf16_emulated"] = True     # matmuls on fp32 units (backbones.Bf16OnFp32Units)
     except ValueError:
         info["bf16_autocast"] = None
     if dev.type == "cuda" and torch.cuda.is_available():
@@ -97,6 +99,8 @@ def describe(info: dict | None) -> str:
         return "unknown device"
     gpu, cpu = info.get("gpu"), info.get("cpu") or {}
     amp = {True: ", bf16", False: ", fp32"}.get(info.get("bf16_autocast"), "")
+    if amp and info.get("bf16_emulated"):
+        amp += " on fp32 units"
     if isinstance(gpu, dict):
         return f"{gpu.get('name', 'GPU')} ({gpu.get('memory_gib', '?')} GiB){amp}"
     have = cpu.get("kernel_flags") or []

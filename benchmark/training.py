@@ -19,7 +19,8 @@ from sklearn.metrics import f1_score
 
 from methods.base import Objective, TrainBatch
 
-from .backbones import Classifier, autocast, collate, pack_texts, predict, supports_packing
+from .backbones import (Classifier, autocast, bf16_units, collate, pack_texts, predict,
+                        supports_packing)
 
 
 @dataclass
@@ -151,12 +152,14 @@ def fine_tune(model: Classifier, labelled: TrainSet, dev_tokens: list, dev_y: np
         model.train()
 
     model.train()
+    device = next(model.parameters()).device
     for step in range(1, steps + 1):
         lab_idx = next(lab_iter)
         uns_idx = next(uns_iter) if uns_iter is not None else None
-        loss = step_loss(model, objective, step, steps, labelled, lab_idx, pseudo, uns_idx,
-                         pad_id, cfg["amp"])
-        loss.backward()
+        with bf16_units(device, cfg["amp"]):             # its forward and backward products
+            loss = step_loss(model, objective, step, steps, labelled, lab_idx, pseudo, uns_idx,
+                             pad_id, cfg["amp"])
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["max_grad_norm"], foreach=True)
         opt.step()
         sched.step()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import submitit
 
+from ..backbones import AMP_AUTO_ENV
 from ..config import ConfigError, check_sources
 from ..device import describe, device_info, precision, recorded_precision
 from ..registry import UnknownNameError
@@ -248,8 +249,10 @@ def check_precision(name: str, statuses: list[CellStatus], todo: list[dict],
             f"grid {name}: finished cells ran {ran}, but this machine "
             f"({describe(device_info(device, todo[0]))}) would run the {len(todo)} left in "
             f"{'/'.join(sorted(set(here.values())))}; launch them where the finished cells "
-            "ran (each meta.json names its device), or pass --allow-mixed-precision to mix "
-            "precisions knowingly (the analysis then notes the mix)")
+            "ran (each meta.json names its device), pin amp=auto here with "
+            f"{AMP_AUTO_ENV}={'|'.join(p for p in sorted(finished) if p != 'mixed')} (bf16 on a CPU without it runs its "
+            "matmuls on fp32 units, at about 1.2x the fp32 time), or pass "
+            "--allow-mixed-precision to mix precisions knowingly (the analysis then notes the mix)")
 
 
 def _job_record(executor: str, job_id: str | None, folder: Path | None) -> dict:

@@ -1,10 +1,12 @@
 """Backbones: the offline MiniLM, order-restoring batched inference, MC dropout that cleans up,
-packed batches that give what padded ones give."""
+packed batches that give what padded ones give, bf16 on CPUs without native bf16."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 
-from benchmark.backbones import (build_classifier, collate, load_tokenizer, mc_dropout_probs,
+from benchmark.backbones import (Bf16OnFp32Units, build_classifier, collate, load_tokenizer, mc_dropout_probs,
                                  pack_texts, predict, resolve_backbone, supports_packing, tokenize)
 
 
@@ -89,7 +91,7 @@ def test_compact_vocabulary_keeps_special_ids_and_embeddings(tiny_backbone):
 
 
 def test_bf16_inference_is_bit_identical_to_per_batch_autocast_and_restores_weights(tiny_backbone):
-    from benchmark.backbones import autocast, collate, inference_precision
+    from benchmark.backbones import autocast, bf16_units, collate, inference_precision
 
     model = build_classifier(tiny_backbone, 3, seed=0).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -98,7 +100,7 @@ def test_bf16_inference_is_bit_identical_to_per_batch_autocast_and_restores_weig
     ids, mask = collate(tokens, 0, "cpu")
     cpu = torch.device("cpu")
     with torch.inference_mode():
-        with autocast(cpu, "bf16"):
+        with bf16_units(cpu, "bf16"), autocast(cpu, "bf16"):
             reference, _ = model(ids, mask)
         with inference_precision(model, cpu, "bf16"):
             assert model.head.weight.dtype == torch.bfloat16      # cast once for the pass
@@ -183,3 +185,62 @@ def test_packing_is_left_to_encoders_it_is_known_to_be_exact_for(tiny_backbone):
     assert supports_packing(model)
     model.encoder.config._attn_implementation = "flash_attention_2"   # ignores a 4-D mask
     assert not supports_packing(model)
+
+
+def _step(model, ids, mask, mode):
+    """Logits and all gradients of one training step in fp32, torch's bf16 or bf16 on fp32 units."""
+    from benchmark.backbones import Bf16OnFp32Units
+
+    model.zero_grad()
+    torch.manual_seed(3)                                          # the same dropout draws
+    units = Bf16OnFp32Units() if mode == "fp32 units" else contextlib.nullcontext()
+    with units:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode != "fp32"):
+            logits, _ = model(ids, mask)
+            loss = torch.nn.functional.cross_entropy(logits.float(), torch.arange(len(ids)) % 3)
+        loss.backward()
+    return logits.detach().float(), torch.cat([p.grad.flatten() for p in model.parameters()
+                                               if p.grad is not None])
+
+
+def test_bf16_on_fp32_units_gives_torch_bf16_numbers_not_fp32_ones(tiny_backbone):
+    """Upcast bf16 products are exact in fp32, so only summation order separates them from
+    torch's bf16 kernels: a training step's logits and gradients land on bf16's numbers, orders
+    of magnitude closer to them than fp32's are."""
+    model = build_classifier(tiny_backbone, 3, seed=0).train()
+    rng = np.random.default_rng(1)
+    tokens = [rng.integers(1000, 2000, size=int(n)).astype(np.int32) for n in rng.integers(2, 40, 16)]
+    ids, mask = collate(tokens, 0, "cpu")
+    fp32, bf16, units = (_step(model, ids, mask, m) for m in ("fp32", "bf16", "fp32 units"))
+    assert units[0].dtype == bf16[0].dtype
+    off = {name: ((x[0] - bf16[0]).abs().max(), (x[1] - bf16[1]).norm() / bf16[1].norm())
+           for name, x in {"fp32": fp32, "units": units}.items()}
+    assert off["fp32"][0] > 1e-3 and off["fp32"][1] > 1e-3       # bf16 is visibly not fp32
+    assert off["units"][0] <= off["fp32"][0] / 20
+    assert off["units"][1] <= off["fp32"][1] / 100
+    a, b = torch.randn(5, 7).bfloat16(), torch.randn(7, 3).bfloat16()
+    with Bf16OnFp32Units():
+        out = torch.mm(a, b)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, (a.float() @ b.float()).bfloat16())
+
+
+def test_bf16_units_only_where_bf16_runs_without_native_kernels(monkeypatch):
+    from benchmark import backbones as bb
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(bb.AMP_AUTO_ENV, raising=False)
+    monkeypatch.setattr(bb, "cpu_has_bf16", lambda: False)
+    assert isinstance(bb.bf16_units(cpu, "bf16"), Bf16OnFp32Units)
+    assert not isinstance(bb.bf16_units(cpu, "off"), Bf16OnFp32Units)
+    assert not isinstance(bb.bf16_units(cpu, "auto"), Bf16OnFp32Units)   # auto: fp32 here
+    with bb.bf16_units(cpu, "bf16"):                                    # entered once
+        assert not isinstance(bb.bf16_units(cpu, "bf16"), Bf16OnFp32Units)
+    monkeypatch.setenv(bb.AMP_AUTO_ENV, "bf16")                         # auto pinned to bf16
+    assert bb.amp_enabled(cpu, "auto") and isinstance(bb.bf16_units(cpu, "auto"), Bf16OnFp32Units)
+    monkeypatch.setattr(bb, "cpu_has_bf16", lambda: True)               # native kernels
+    assert not isinstance(bb.bf16_units(cpu, "bf16"), Bf16OnFp32Units)
+    monkeypatch.setenv(bb.AMP_AUTO_ENV, "fp32")
+    assert not bb.amp_enabled(cpu, "auto") and bb.amp_enabled(cpu, "bf16")
+    monkeypatch.setenv(bb.AMP_AUTO_ENV, "yes")
+    with pytest.raises(ValueError, match="ACTUNE_AMP_AUTO must be 'bf16' or 'fp32'"):
+        bb.amp_enabled(cpu, "auto")

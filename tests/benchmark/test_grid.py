@@ -269,9 +269,14 @@ def test_a_grid_does_not_mix_precisions_unless_asked_and_the_analysis_notes_a_mi
     was, now = ("fp32", "bf16") if here else ("bf16", "fp32")
     assert err.startswith(f"error: grid g: finished cells ran 1 in {was}, but this machine (")
     assert f"would run the 1 left in {now}" in err and "\n" not in err
+    assert f"ACTUNE_AMP_AUTO={was}" in err
     assert not second.path.exists()  # refused before anything ran
     assert main([*args, "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("warning: grid g: finished cells ran 1 in")
+    monkeypatch.setenv("ACTUNE_AMP_AUTO", was)      # amp=auto pinned to the finished cells'
+    assert main([*args, "--dry-run"]) == 0
+    assert "warning" not in capsys.readouterr().out
+    monkeypatch.delenv("ACTUNE_AMP_AUTO")
     assert main([*args, "--allow-mixed-precision"]) == 0
     assert G.cell_status(second).state == G.DONE_STATE
     res = load_results(out)

@@ -107,3 +107,31 @@ def test_runs_train_and_record_what_the_rule_says(toy_data, tiny_overrides, tmp_
         right = sum(min(p, g) for p, g in zip(r["pseudo_hist"], r["pseudo_gold_hist"]))
         assert right >= r["pseudo_acc"] * r["n_pseudo"] - 1e-9   # histograms bound accuracy
     assert np.all([r.get("pseudo_hist") is None for r in al])
+
+
+def test_bf16_without_native_kernels_computes_forward_and_backward_on_fp32_units(
+        toy_data, tiny_overrides, tmp_path, monkeypatch):
+    """On a CPU without native bf16 a bf16 run's products, the backward's included, go through
+    ``Bf16OnFp32Units`` (torch's own bf16 matmul there is a scalar loop); meta.json says so."""
+    import json
+
+    import torch
+
+    from benchmark import backbones
+
+    monkeypatch.setattr(backbones, "cpu_has_bf16", lambda: False)
+    seen = set()
+    dispatch = backbones.Bf16OnFp32Units.__torch_dispatch__
+
+    def spy(self, func, types, args=(), kwargs=None):
+        if func in self.OPS and any(getattr(a, "dtype", None) == torch.bfloat16 for a in args):
+            seen.add((str(func), torch._C._current_graph_task_id() != -1))  # -1: not backward
+        return dispatch(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(backbones.Bf16OnFp32Units, "__torch_dispatch__", spy)
+    cfg = resolve("random", str(toy_data), 0, "al", "smoke", {**tiny_overrides, "amp": "bf16"})
+    run_experiment(cfg, tmp_path / "out", log=lambda *_: None)
+    assert {("aten.addmm.default", False), ("aten.mm.default", True)} <= seen
+    [meta] = (tmp_path / "out").glob("*/meta.json")
+    device = json.loads(meta.read_text())["device"]
+    assert device["bf16_autocast"] is True and device["bf16_emulated"] is True
