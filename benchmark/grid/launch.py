@@ -249,9 +249,9 @@ def check_precision(name: str, statuses: list[CellStatus], todo: list[dict],
             f"grid {name}: finished cells ran {ran}, but this machine "
             f"({describe(device_info(device, todo[0]))}) would run the {len(todo)} left in "
             f"{'/'.join(sorted(set(here.values())))}; launch them where the finished cells "
-            "ran (each meta.json names its device), pin amp=auto here with "
-            f"{AMP_AUTO_ENV}={'|'.join(p for p in sorted(finished) if p != 'mixed')} (bf16 on a CPU without it runs its "
-            "matmuls on fp32 units, at about 1.2x the fp32 time), or pass "
+            f"ran (each meta.json names its device), pin amp=auto here with {AMP_AUTO_ENV}="
+            f"{'|'.join(p for p in sorted(finished) if p != 'mixed')} (bf16 on a CPU without "
+            "it runs its matmuls on fp32 units, at about 1.2x the fp32 time), or pass "
             "--allow-mixed-precision to mix precisions knowingly (the analysis then notes the mix)")
 
 

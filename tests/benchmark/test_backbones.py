@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.backbones import (Bf16OnFp32Units, build_classifier, collate, load_tokenizer, mc_dropout_probs,
-                                 pack_texts, predict, resolve_backbone, supports_packing, tokenize)
+from benchmark.backbones import (Bf16OnFp32Units, build_classifier, collate, load_tokenizer,
+                                 mc_dropout_probs, pack_texts, predict, resolve_backbone,
+                                 supports_packing, tokenize)
 
 
 def test_offline_minilm_loads_and_classifies():
@@ -209,7 +210,8 @@ def test_bf16_on_fp32_units_gives_torch_bf16_numbers_not_fp32_ones(tiny_backbone
     of magnitude closer to them than fp32's are."""
     model = build_classifier(tiny_backbone, 3, seed=0).train()
     rng = np.random.default_rng(1)
-    tokens = [rng.integers(1000, 2000, size=int(n)).astype(np.int32) for n in rng.integers(2, 40, 16)]
+    tokens = [rng.integers(1000, 2000, size=int(n)).astype(np.int32)
+              for n in rng.integers(2, 40, 16)]
     ids, mask = collate(tokens, 0, "cpu")
     fp32, bf16, units = (_step(model, ids, mask, m) for m in ("fp32", "bf16", "fp32 units"))
     assert units[0].dtype == bf16[0].dtype
