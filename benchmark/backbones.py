@@ -293,7 +293,8 @@ class Bf16OnFp32Units(TorchDispatchMode):
     result to bf16 gives what native bf16 kernels (AVX512-BF16, AMX) give, up to summation order,
     at about 1.2x the fp32 time. Forward and backward products alike: enter it around both.
     """
-    OPS = {_ATEN.mm.default, _ATEN.addmm.default, _ATEN.bmm.default, _ATEN.baddbmm.default}
+    OPS = {_ATEN.mm.default, _ATEN.addmm.default, _ATEN.bmm.default, _ATEN.baddbmm.default,
+           _ATEN.linear.default}                     # linear: not decomposed in inference mode
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

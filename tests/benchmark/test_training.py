@@ -111,8 +111,9 @@ def test_runs_train_and_record_what_the_rule_says(toy_data, tiny_overrides, tmp_
 
 def test_bf16_without_native_kernels_computes_forward_and_backward_on_fp32_units(
         toy_data, tiny_overrides, tmp_path, monkeypatch):
-    """On a CPU without native bf16 a bf16 run's products, the backward's included, go through
-    ``Bf16OnFp32Units`` (torch's own bf16 matmul there is a scalar loop); meta.json says so."""
+    """On a CPU without native bf16 a bf16 run's products, the backward's and inference's
+    included, go through ``Bf16OnFp32Units`` (torch's own bf16 matmul there is a scalar loop);
+    meta.json says so."""
     import json
 
     import torch
@@ -131,7 +132,8 @@ def test_bf16_without_native_kernels_computes_forward_and_backward_on_fp32_units
     monkeypatch.setattr(backbones.Bf16OnFp32Units, "__torch_dispatch__", spy)
     cfg = resolve("random", str(toy_data), 0, "al", "smoke", {**tiny_overrides, "amp": "bf16"})
     run_experiment(cfg, tmp_path / "out", log=lambda *_: None)
-    assert {("aten.addmm.default", False), ("aten.mm.default", True)} <= seen
+    assert {("aten.addmm.default", False), ("aten.mm.default", True),   # training
+            ("aten.linear.default", False)} <= seen                    # inference mode
     [meta] = (tmp_path / "out").glob("*/meta.json")
     device = json.loads(meta.read_text())["device"]
     assert device["bf16_autocast"] is True and device["bf16_emulated"] is True
