@@ -28,6 +28,9 @@ def add_arguments(p) -> None:
         q.add_argument("--wait", action="store_true", help="return when no cell is running")
         q.add_argument("--dry-run", action="store_true", help="print what would be submitted")
         q.add_argument("--workers", type=int, default=None, help="local: parallel workers")
+        q.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                       help="run only the cells whose name matches this shell pattern "
+                            "(repeatable), e.g. --only '*_sst2_ssal_s2_*' --only 'bald_*'")
         q.add_argument("--allow-mixed-precision", action="store_true",
                        help="local/debug: run cells here even when this machine resolves "
                             "amp=auto to another precision (bf16 or fp32) than the grid's "
@@ -57,7 +60,7 @@ def main(args) -> int:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     launch(grid, args.out, args.executor, retry=args.grid_command == "retry", wait=args.wait,
            dry_run=args.dry_run, flags=flags, workers=args.workers, data_dir=args.data_dir,
-           allow_mixed_precision=args.allow_mixed_precision)
+           allow_mixed_precision=args.allow_mixed_precision, only=args.only)
     if (args.wait or args.executor != "slurm") and not args.dry_run:
         statuses = grid_status(grid.cells(args.out))
         print(format_status(statuses))

@@ -7,6 +7,7 @@ equal an uninterrupted run's.
 """
 from __future__ import annotations
 
+import fnmatch
 import io
 import os
 import signal
@@ -160,8 +161,10 @@ def slurm_parameters(grid: Grid, flags: dict | None = None) -> dict:
 def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool = False,
            wait: bool = False, dry_run: bool = False, flags: dict | None = None,
            workers: int | None = None, data_dir: str | None = None, poll_s: float = 5.0,
-           allow_mixed_precision: bool = False, log=print) -> list[Cell]:
-    """Submit the grid's not-launched and incomplete cells (``retry``: failed and incomplete).
+           allow_mixed_precision: bool = False, only: list[str] | None = None,
+           log=print) -> list[Cell]:
+    """Submit the grid's not-launched and incomplete cells (``retry``: failed and incomplete);
+    ``only``: just those whose name matches one of these shell patterns (``'*_sst2_ssal_s2_*'``).
 
     An incomplete cell (its job or process ended before the last round) resumes from its
     checkpoint, so launching a grid again picks up whatever is missing; a failed cell raised
@@ -174,9 +177,19 @@ def launch(grid: Grid, out: str | Path, executor: str = "slurm", *, retry: bool 
         raise ValueError(f"unknown executor {executor!r} (slurm, local or debug)")
     out = Path(out)
     cells = grid.cells(out)
+    for pattern in only or ():
+        if not any(fnmatch.fnmatchcase(c.name, pattern) for c in cells):
+            raise ConfigError(f"--only {pattern!r} matches none of grid {grid.name}'s "
+                              f"{len(cells)} cells (names like {cells[0].name})")
     statuses = grid_status(cells)
     wanted = {FAILED_STATE, INCOMPLETE} if retry else {NOT_LAUNCHED, INCOMPLETE}
     todo = [s.cell for s in statuses if s.state in wanted]
+    if only:
+        picked = [c for c in todo if any(fnmatch.fnmatchcase(c.name, p) for p in only)]
+        if len(picked) < len(todo):
+            log(f"grid {grid.name}: --only leaves out {len(todo) - len(picked)} of the "
+                f"{len(todo)} cells to run")
+        todo = picked
     counts = state_counts(statuses)
     summary = ", ".join(f"{n} {k}" for k, n in counts.items())
     if not todo:

@@ -213,6 +213,27 @@ def failing_grid(tmp_path, toy_data, tiny_overrides):
                   include=[{"method": "entropy", "dataset": str(broken), "seed": 0}])
 
 
+def test_only_runs_the_cells_whose_names_match_and_a_pattern_matching_nothing_fails(
+        tmp_path, toy_data, tiny_overrides, capsys):
+    from benchmark.cli import main
+
+    spec = write_grid(tmp_path / "g.yaml", methods=["random", "entropy"], datasets=[str(toy_data)],
+                      seeds=[0, 1], preset="smoke", overrides={**tiny_overrides, "rounds": 1})
+    grid, out = G.Grid.load(spec), tmp_path / "out"
+    logs = []
+    picked = G.launch(grid, out, "debug", dry_run=True, only=["entropy_*", "*_s1_*"],
+                      log=logs.append)
+    assert sorted(c.name.rsplit("_", 1)[0] for c in picked) == [
+        f"entropy_{toy_data.name}_al_s0", f"entropy_{toy_data.name}_al_s1",
+        f"random_{toy_data.name}_al_s1"]
+    assert logs[0] == "grid g: --only leaves out 1 of the 4 cells to run"
+    args = ["grid", "launch", str(spec), "--executor", "debug", "--out", str(out)]
+    assert main([*args, "--only", "badge_*"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --only 'badge_*' matches none of grid g's 4 cells (names like ")
+    assert not out.exists()                               # refused before anything ran
+
+
 def test_debug_executor_failure_status_retry_and_no_resubmission(failing_grid, tmp_path,
                                                                  monkeypatch):
     import pdb
