@@ -144,7 +144,7 @@ def device_figures(dev: torch.device, amp: str) -> dict:
         return {"device_name": name, "bf16_path": path,
                 "peak_gpu_memory_mb": torch.cuda.max_memory_allocated(dev) / 2**20}
     native = "AVX512-BF16/AMX" if cpu_has_bf16() else "no native bf16"
-    if on and not cpu_has_bf16():
+    if bf16_emulated(dev, amp):
         native += ": matmuls on fp32 units"
     path = f"bf16 autocast on CPU ({native})" if on else f"fp32 (autocast off; {native})"
     return {"device_name": dev.type, "bf16_path": path, "peak_gpu_memory_mb": None}
