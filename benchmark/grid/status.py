@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..results import FAILED, RECORDS, folder_state, read_json, read_records
@@ -38,6 +38,7 @@ class CellStatus:
     detail: str = ""
     error: str = ""          # traceback, for failed cells
     seconds: float = 0.0     # wall seconds of its recorded rounds
+    round_seconds: dict[int, float] = field(default_factory=dict)  # the same, by round
 
     def error_tail(self, lines: int = 3) -> str:
         return "\n".join(self.error.strip().splitlines()[-lines:])
@@ -103,9 +104,13 @@ def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStat
     p, total = cell.path, cell.cfg["rounds"] + 1
     records = read_records(p / RECORDS)[0]
     rounds = len({r.get("round") for r in records})
-    seconds = sum(float((r.get("time") or {}).get("round") or 0.0) for r in records)
+    by_round: dict[int, float] = {}
+    for r in records:
+        if isinstance(r.get("round"), int):
+            by_round[r["round"]] = by_round.get(r["round"], 0.0) + float(
+                (r.get("time") or {}).get("round") or 0.0)
     st = lambda state, detail="", error="": CellStatus(cell, state, rounds, total, detail, error,
-                                                       seconds)
+                                                       sum(by_round.values()), by_round)
     folder = folder_state(p, cell.cfg["rounds"], records)
     if folder.state == "running":  # a live process holds the run, whatever else disk says
         return st(RUNNING, folder.detail)
@@ -170,31 +175,46 @@ def format_status(statuses: list[CellStatus], error_lines: int = 3) -> str:
 
 def time_left(statuses: list[CellStatus]) -> tuple[float, float, str] | None:
     """(worker-hours of the finished cells, worker-hours the others still need, how it was
-    estimated), or None before any cell has finished. A cell that is not done needs the mean
-    time of the finished cells of its method, dataset and setting, else of its dataset and
-    setting, else of all, less the rounds it has recorded (the sums of recorded round times, so
-    a study's own machine and load set the pace)."""
+    estimated), or None before any cell has finished.
+
+    A cell that is not done needs what the finished cells of its method, dataset and setting
+    took (else of its dataset and setting, else of all), round by round, for the rounds it has
+    not recorded. A study may move to another machine half-way (another CPU type: 4-5x slower
+    seen), so that is scaled by the pace of the rounds it did record against the same rounds of
+    those finished cells; a cell that recorded none takes the pace of the unfinished cells that
+    did (1 if none has).
+    """
     done = [s for s in statuses if s.state == DONE_STATE and s.seconds > 0]
     if not done:
         return None
     keys = (lambda c: (c.cfg["method"], c.cfg["dataset_name"], c.cfg["setting"]),
             lambda c: (c.cfg["dataset_name"], c.cfg["setting"]), lambda c: ())
-    means = []
+    means = []  # per key level: {key: {round: mean seconds}}
     for key in keys:
-        groups: dict[tuple, list[float]] = {}
+        groups: dict[tuple, list[dict[int, float]]] = {}
         for s in done:
-            groups.setdefault(key(s.cell), []).append(s.seconds)
-        means.append({k: sum(v) / len(v) for k, v in groups.items()})
-    left, used = 0.0, [0, 0, 0]
+            groups.setdefault(key(s.cell), []).append(s.round_seconds)
+        means.append({k: {r: sum(c.get(r, 0.0) for c in cells) / len(cells)
+                          for r in set().union(*cells)} for k, cells in groups.items()})
+    todo, used = [], [0, 0, 0]
     for s in statuses:
         if s.state == DONE_STATE:
             continue
         level = next(i for i, (key, m) in enumerate(zip(keys, means)) if key(s.cell) in m)
         used[level] += 1
-        left += max(means[level][keys[level](s.cell)] - s.seconds, 0.0)
+        ref = means[level][keys[level](s.cell)]
+        seen = sum(ref.get(r, 0.0) for r in s.round_seconds)
+        todo.append((s, sum(ref.values()) - seen, seen))
+    paced = [(s.seconds, seen) for s, _, seen in todo if s.seconds > 0 and seen > 0]
+    pace = sum(a for a, _ in paced) / sum(b for _, b in paced) if paced else 1.0
+    left = sum(max(rest, 0.0) * (s.seconds / seen if s.seconds > 0 and seen > 0 else pace)
+               for s, rest, seen in todo)
     basis = ", ".join(f"{n} from {what}" for n, what in zip(
         used, ("finished cells of the same method, dataset and setting",
                "the same dataset and setting", "all finished cells")) if n)
+    if paced and abs(pace - 1) >= 0.05:
+        basis += (f"; x{pace:.2g}: the unfinished cells' recorded rounds took {pace:.2g}x as "
+                  "long as the same rounds of those")
     return sum(s.seconds for s in done) / 3600, left / 3600, basis or "nothing left"
 
 

@@ -328,23 +328,45 @@ def test_local_executor_runs_cells_in_worker_processes(tmp_path, toy_data, tiny_
 
 
 def test_time_left_uses_the_finished_cells_closest_to_each_unfinished_one(tmp_path):
-    """Hand-computed: each unfinished cell needs the mean time of the finished cells of its
-    method, dataset and setting (else dataset and setting, else all) less what it recorded."""
-    def status(method, dataset, state, seconds):
+    """Hand-computed: each unfinished cell needs, for the rounds it has not recorded, the mean
+    time of the finished cells of its method, dataset and setting (else dataset and setting,
+    else all)."""
+    def status(method, dataset, state, *round_s):
         cfg = {"method": method, "dataset_name": dataset, "setting": "al"}
-        return G.CellStatus(G.Cell(cfg, tmp_path / method), state, 0, 11, seconds=seconds)
-    statuses = [status("a", "trec", G.DONE_STATE, 3600), status("a", "trec", G.DONE_STATE, 7200),
-                status("b", "trec", G.DONE_STATE, 1800),
-                status("a", "trec", G.RUNNING, 1800),        # 5400 - 1800 = 3600
-                status("c", "trec", G.QUEUED, 0),            # (3600 + 7200 + 1800) / 3 = 4200
-                status("a", "sst2", G.NOT_LAUNCHED, 0)]      # all finished: 4200
+        return G.CellStatus(G.Cell(cfg, tmp_path / method), state, len(round_s), 3,
+                            seconds=sum(round_s), round_seconds=dict(enumerate(round_s)))
+    statuses = [status("a", "trec", G.DONE_STATE, 600, 1200, 1800),
+                status("a", "trec", G.DONE_STATE, 1200, 2400, 3600),
+                status("b", "trec", G.DONE_STATE, 300, 600, 900),
+                status("a", "trec", G.RUNNING, 900, 1800),   # as fast as the finished: 2700
+                status("c", "trec", G.QUEUED),               # (3600 + 7200 + 1800) / 3 = 4200
+                status("a", "sst2", G.NOT_LAUNCHED)]         # all finished: 4200
     assert G.time_left([s for s in statuses if s.state != G.DONE_STATE]) is None
     done_h, left_h, basis = G.time_left(statuses)
     assert done_h == pytest.approx(12600 / 3600)
-    assert left_h == pytest.approx((3600 + 4200 + 4200) / 3600)
+    assert left_h == pytest.approx((2700 + 4200 + 4200) / 3600)
     assert basis == ("1 from finished cells of the same method, dataset and setting, "
                      "1 from the same dataset and setting, 1 from all finished cells")
-    assert "left: about 3.3 worker-hours" in G.format_status(statuses)
+    assert "left: about 3.1 worker-hours" in G.format_status(statuses)
+
+
+def test_time_left_scales_by_the_pace_of_the_rounds_recorded_since(tmp_path):
+    """A study moved to a machine 4x slower: its unfinished cells' recorded rounds took 4x the
+    finished cells' same rounds, so each round still to run is counted 4x (hand-computed)."""
+    def status(method, state, *round_s):
+        cfg = {"method": method, "dataset_name": "trec", "setting": "al"}
+        return G.CellStatus(G.Cell(cfg, tmp_path / method), state, len(round_s), 3,
+                            seconds=sum(round_s), round_seconds=dict(enumerate(round_s)))
+    statuses = [status("a", G.DONE_STATE, 100, 200, 300),
+                status("b", G.DONE_STATE, 100, 100, 100),
+                status("a", G.INCOMPLETE, 400),          # its own pace 4: 4 x (200 + 300)
+                status("b", G.RUNNING, 500, 700),        # its own pace 6: 6 x 100
+                status("c", G.NOT_LAUNCHED)]             # the recorded rounds' pace
+    pace = (400 + 1200) / (100 + 200)                    # = 5.33: 5.3 x (600 + 300) / 2
+    _, left_h, basis = G.time_left(statuses)
+    assert left_h == pytest.approx((4 * 500 + 6 * 100 + pace * 450) / 3600)
+    assert basis.endswith("; x5.3: the unfinished cells' recorded rounds took 5.3x as long as "
+                          "the same rounds of those")
 
 
 def test_a_requeue_that_killed_its_own_scontrol_exits_as_requeued_not_failed():
