@@ -289,8 +289,8 @@ class Bf16OnFp32Units(TorchDispatchMode):
     """bf16 matrix products computed on fp32 units, for CPUs without native bf16.
 
     There torch's own bf16 matmul is a scalar loop (about 1 GFLOP/s against 80 in fp32 on one
-    Zen 3 thread, so bf16 autocast took 13x the fp32 time per training step). A product of bf16 inputs is
-    exact in fp32, so upcasting them, multiplying with fp32 accumulation and rounding the
+    Zen 3 thread, so bf16 autocast took 13x the fp32 time per training step). A product of bf16
+    inputs is exact in fp32, so upcasting them, multiplying with fp32 accumulation and rounding the
     result to bf16 gives what native bf16 kernels (AVX512-BF16, AMX) give, up to summation order,
     at about 1.2x the fp32 time. Forward and backward products alike: enter it around both.
     """

@@ -37,8 +37,12 @@ class CellStatus:
     total: int               # rounds + 1 (round 0 included)
     detail: str = ""
     error: str = ""          # traceback, for failed cells
-    seconds: float = 0.0     # wall seconds of its recorded rounds
-    round_seconds: dict[int, float] = field(default_factory=dict)  # the same, by round
+    round_seconds: dict[int, float] = field(default_factory=dict)  # wall seconds, by round
+
+    @property
+    def seconds(self) -> float:
+        """Wall seconds of its recorded rounds."""
+        return sum(self.round_seconds.values())
 
     def error_tail(self, lines: int = 3) -> str:
         return "\n".join(self.error.strip().splitlines()[-lines:])
@@ -110,7 +114,7 @@ def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStat
             by_round[r["round"]] = by_round.get(r["round"], 0.0) + float(
                 (r.get("time") or {}).get("round") or 0.0)
     st = lambda state, detail="", error="": CellStatus(cell, state, rounds, total, detail, error,
-                                                       sum(by_round.values()), by_round)
+                                                       by_round)
     folder = folder_state(p, cell.cfg["rounds"], records)
     if folder.state == "running":  # a live process holds the run, whatever else disk says
         return st(RUNNING, folder.detail)
@@ -196,7 +200,7 @@ def time_left(statuses: list[CellStatus]) -> tuple[float, float, str] | None:
             groups.setdefault(key(s.cell), []).append(s.round_seconds)
         means.append({k: {r: sum(c.get(r, 0.0) for c in cells) / len(cells)
                           for r in set().union(*cells)} for k, cells in groups.items()})
-    todo, used = [], [0, 0, 0]
+    todo, used = [], [0, 0, 0]  # todo: (reference seconds still to run, (its own, reference))
     for s in statuses:
         if s.state == DONE_STATE:
             continue
@@ -204,11 +208,11 @@ def time_left(statuses: list[CellStatus]) -> tuple[float, float, str] | None:
         used[level] += 1
         ref = means[level][keys[level](s.cell)]
         seen = sum(ref.get(r, 0.0) for r in s.round_seconds)
-        todo.append((s, sum(ref.values()) - seen, seen))
-    paced = [(s.seconds, seen) for s, _, seen in todo if s.seconds > 0 and seen > 0]
+        todo.append((max(sum(ref.values()) - seen, 0.0),
+                     (s.seconds, seen) if s.seconds > 0 and seen > 0 else None))
+    paced = [own for _, own in todo if own]
     pace = sum(a for a, _ in paced) / sum(b for _, b in paced) if paced else 1.0
-    left = sum(max(rest, 0.0) * (s.seconds / seen if s.seconds > 0 and seen > 0 else pace)
-               for s, rest, seen in todo)
+    left = sum(rest * (own[0] / own[1] if own else pace) for rest, own in todo)
     basis = ", ".join(f"{n} from {what}" for n, what in zip(
         used, ("finished cells of the same method, dataset and setting",
                "the same dataset and setting", "all finished cells")) if n)

@@ -334,7 +334,7 @@ def test_time_left_uses_the_finished_cells_closest_to_each_unfinished_one(tmp_pa
     def status(method, dataset, state, *round_s):
         cfg = {"method": method, "dataset_name": dataset, "setting": "al"}
         return G.CellStatus(G.Cell(cfg, tmp_path / method), state, len(round_s), 3,
-                            seconds=sum(round_s), round_seconds=dict(enumerate(round_s)))
+                            round_seconds=dict(enumerate(round_s)))
     statuses = [status("a", "trec", G.DONE_STATE, 600, 1200, 1800),
                 status("a", "trec", G.DONE_STATE, 1200, 2400, 3600),
                 status("b", "trec", G.DONE_STATE, 300, 600, 900),
@@ -356,7 +356,7 @@ def test_time_left_scales_by_the_pace_of_the_rounds_recorded_since(tmp_path):
     def status(method, state, *round_s):
         cfg = {"method": method, "dataset_name": "trec", "setting": "al"}
         return G.CellStatus(G.Cell(cfg, tmp_path / method), state, len(round_s), 3,
-                            seconds=sum(round_s), round_seconds=dict(enumerate(round_s)))
+                            round_seconds=dict(enumerate(round_s)))
     statuses = [status("a", G.DONE_STATE, 100, 200, 300),
                 status("b", G.DONE_STATE, 100, 100, 100),
                 status("a", G.INCOMPLETE, 400),          # its own pace 4: 4 x (200 + 300)
