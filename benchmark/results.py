@@ -336,9 +336,11 @@ class RunStore:
 
     def record_start(self) -> None:
         """``meta.json``: the first start's environment, and one entry per resume after it. A
-        start that recorded no round leaves nothing to describe: the next one replaces it."""
+        start that starts over (no round recorded, or records without their checkpoint, as in a
+        checkout that kept only the records) leaves no round of the earlier start: it replaces
+        that start, so the meta names the machine every round ran on."""
         meta, env = read_json(self.path / META), environment(self.cfg, self.device)
-        if isinstance(meta, dict) and meta.get("started") and self.records():
+        if isinstance(meta, dict) and meta.get("started") and self.resumable:
             meta.setdefault("resumes", []).append(env)
         else:
             meta = env
@@ -403,10 +405,16 @@ class RunStore:
     def done(self) -> bool:
         return (self.path / DONE).exists()
 
+    @property
+    def resumable(self) -> bool:
+        """A checkpoint and a recorded round: the next start continues after them, where
+        without either it starts over from round 0 (and rewrites the records)."""
+        return (self.path / CHECKPOINT).exists() and bool(self.records())
+
     def resumed_precision(self) -> str | None:
         """The precision (``bf16``/``fp32``/``mixed``) of the rounds a resume would continue
-        from; None when it would start over (no checkpoint, or no round recorded)."""
-        if not (self.path / CHECKPOINT).exists() or not self.records():
+        from; None when it would start over."""
+        if not self.resumable:
             return None
         return recorded_precision(read_json(self.path / META))
 

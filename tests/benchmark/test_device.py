@@ -97,5 +97,8 @@ def test_meta_describes_only_starts_that_recorded_a_round(tmp_path):
     assert "resumes" not in meta
     assert meta["device"]["bf16_autocast"] != first["device"]["bf16_autocast"]
     store.append({"round": 0})
-    store.record_start()  # a resume after a recorded round is kept beside the first start
+    store.record_start()  # a round but no checkpoint: it starts over, so it replaces that start
+    assert "resumes" not in json.loads((store.path / "meta.json").read_text())
+    store.save_checkpoint({"round": 0})
+    store.record_start()  # a resume after a checkpointed round is kept beside the first start
     assert len(json.loads((store.path / "meta.json").read_text())["resumes"]) == 1

@@ -528,6 +528,27 @@ def test_meta_keeps_the_first_start_and_appends_each_resume(toy_data, tiny_overr
     assert len(meta["resumes"]) == 2 and all("versions" in r for r in meta["resumes"])
 
 
+def test_records_without_their_checkpoint_start_over_and_the_meta_says_this_start(
+        toy_data, tiny_overrides, tmp_path, stop_after_round):
+    """A checkout that kept a cut-short run's records but not its checkpoint (ignored by git)
+    recomputes every round here: meta.json then names this machine only, not the one that
+    wrote the discarded rounds (which would misattribute every round and its precision)."""
+    cfg = resolve("entropy", str(toy_data), 0, "al", "smoke", tiny_overrides)
+    folder = RunStore(tmp_path, cfg).path
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path, log=stop_after_round(0))
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["host"], meta["device"]["bf16_autocast"] = "elsewhere", not meta["device"]["bf16_autocast"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "checkpoint.pt").unlink()
+    lines = []
+    run_experiment(cfg, tmp_path, log=lines.append)
+    assert not any(line.startswith("resuming") for line in lines)
+    assert rounds_on_disk(folder) == [0, 1, 2]
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["host"] != "elsewhere" and "resumes" not in meta
+
+
 def test_a_resume_at_another_precision_is_one_error_line_and_runs_nothing(
         toy_data, tiny_overrides, tmp_path, capsys, stop_after_round):
     """``amp: auto`` is bf16 on one machine and fp32 on another: a run whose recorded rounds
