@@ -231,7 +231,8 @@ ITEMS: list[Item] = [
          "run of the method that queries as it does (its declared AL counterpart: itself for "
          "ours), mean test accuracy over seeds and rounds >= 1 in points; paired t-test over "
          "(seed, round) pairs, Holm across the methods of a dataset; mean_pseudo: the SSAL "
-         "run's pseudo-labels per round; rounds_ahead: pairs where SSAL is ahead; verdict "
+         "run's pseudo-labels per round, pseudo_acc_pct: how many were right (against the "
+         "hidden gold labels); rounds_ahead: pairs where SSAL is ahead; verdict "
          "'unresolved' where |mean_diff| < the pairs' own MDD, 'no pseudo-labels' where the "
          "SSAL run never got one (it trained on its counterpart's data)",
          lambda c: tables.pseudo_gain_table(stats.pseudo_label_gain(c.main)),

@@ -291,7 +291,9 @@ def pseudo_label_gain(df: pd.DataFrame, metric="test_acc", min_round: int = 1,
     only), paired on dataset, seed and round >= ``min_round``, with a paired t-test (Holm across
     the methods of a dataset) and, from the pairs' own spread, the MDD and a verdict.
     ``mean_pseudo``: the SSAL run's pseudo-labels per round; a run that never got one trained
-    on its counterpart's data and gets the verdict 'no pseudo-labels', not a test of them."""
+    on its counterpart's data and gets the verdict 'no pseudo-labels', not a test of them.
+    ``mean_pseudo_acc``: how many of them were right (against the hidden gold labels, mean over
+    the rounds that had some): what a gain or a loss mostly follows."""
     from .uncertainty import mdd
 
     key = ["dataset", "seed", "round"]
@@ -305,7 +307,8 @@ def pseudo_label_gain(df: pd.DataFrame, metric="test_acc", min_round: int = 1,
             if not other:
                 continue
             base = al[al["method"] == other].groupby(key, as_index=False)[metric].mean()
-            pair = s.groupby(key, as_index=False)[[metric, "n_pseudo"]].mean().merge(
+            cols = [metric, "n_pseudo", *(["pseudo_acc"] if "pseudo_acc" in s else [])]
+            pair = s.groupby(key, as_index=False)[cols].mean().merge(
                 base, on=key, suffixes=("_ssal", "_al"))
             if len(pair) < 2:
                 continue
@@ -318,7 +321,9 @@ def pseudo_label_gain(df: pd.DataFrame, metric="test_acc", min_round: int = 1,
                               mean_ssal=x.mean(), mean_al=y.mean(), mean_diff=diff.mean(),
                               rounds_ahead=int((diff > 0).sum()), t=float(t), p=float(p),
                               mdd=mdd(sd, len(pair)) if sd > 0 else 0.0,
-                              mean_pseudo=float(pair["n_pseudo"].mean())))
+                              mean_pseudo=float(pair["n_pseudo"].mean()),
+                              mean_pseudo_acc=float(pair["pseudo_acc"].mean())
+                              if "pseudo_acc" in pair else float("nan")))
         for r, h in zip(block, holm([r["p"] for r in block])):
             significant = h < alpha
             r.update(p_holm=h, verdict="no pseudo-labels" if r["mean_pseudo"] == 0

@@ -205,6 +205,8 @@ def test_pseudo_label_gain_pairs_each_ssal_method_with_its_declared_al_counterpa
             + _rows("entropy", curve(-0.05), setting="ssal"))              # none: not SSAL's
     params = {"asst": '{"uncertainty": "entropy"}'}
     df = pd.DataFrame(rows).assign(params_key=lambda d: d["method"].map(params).fillna("{}"))
+    asst_later = (df.method == "asst") & (df["round"] >= 1)
+    df.loc[asst_later, "pseudo_acc"] = np.linspace(0.7, 0.9, asst_later.sum())  # 12 rounds
     res = stats.pseudo_label_gain(df).set_index("method")
     assert list(res.index) == ["asst", "bass"]
     assert res.loc["asst", "al_counterpart"] == "entropy"
@@ -219,6 +221,9 @@ def test_pseudo_label_gain_pairs_each_ssal_method_with_its_declared_al_counterpa
     assert list(res["p_holm"]) == pytest.approx(list(stats.holm(res["p"])))   # across methods
     assert r["verdict"] == "gain"                       # 2 points, far above its MDD
     assert r["mean_pseudo"] == 50
+    assert r["mean_pseudo_acc"] == pytest.approx(0.8)   # its 12 rounds' mean; bass had none
+    assert np.isnan(res.loc["bass", "mean_pseudo_acc"])
+    assert tables.pseudo_gain_table(res.reset_index())["pseudo_acc_pct"].loc["trec", "asst"] == 80
     assert res.loc["bass", "verdict"] in ("unresolved", "not significant")
 
 
