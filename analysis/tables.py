@@ -142,8 +142,8 @@ def pseudo_gain_table(gain: pd.DataFrame) -> pd.DataFrame:
     t["mean_pseudo"] = t["mean_pseudo"].round(0)
     t["pseudo_acc_pct"] = (100 * t.pop("mean_pseudo_acc")).round(1)
     return t[["dataset", "method", "al_counterpart", "seeds", "n_pairs", "mean_pseudo",
-              "pseudo_acc_pct", "mean_ssal_pts", "mean_al_pts", "mean_diff_pts", "rounds_ahead", "t", "p",
-              "p_holm", "mdd_pts", "verdict"]
+              "pseudo_acc_pct", "mean_ssal_pts", "mean_al_pts", "mean_diff_pts", "rounds_ahead",
+              "t", "p", "p_holm", "mdd_pts", "verdict"]
              ].set_index(["dataset", "method"])   # a dataset's rows read as a group
 
 

@@ -538,7 +538,8 @@ def test_records_without_their_checkpoint_start_over_and_the_meta_says_this_star
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, tmp_path, log=stop_after_round(0))
     meta = json.loads((folder / "meta.json").read_text())
-    meta["host"], meta["device"]["bf16_autocast"] = "elsewhere", not meta["device"]["bf16_autocast"]
+    meta["host"] = "elsewhere"                     # and the other precision: a resume would fail
+    meta["device"]["bf16_autocast"] = not meta["device"]["bf16_autocast"]
     (folder / "meta.json").write_text(json.dumps(meta))
     (folder / "checkpoint.pt").unlink()
     lines = []

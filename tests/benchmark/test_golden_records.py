@@ -12,11 +12,13 @@ give ``reference_avx512.json``, AMD Zen 3 (AVX2) and AMD Zen 5 (AVX-512 with bf1
 one of the committed references, computed by the same result code: a change of results
 changes them on every class, and no change lands on the other class's floats exactly.
 
-A commit that changes results on purpose regenerates the reference nearest this machine's
-records (the class it is in), says why, and leaves the other to the first session on such a
-machine (its test fails until then):
+A commit that changes results on purpose regenerates the reference of this machine's class
+(the one it matched before the change), says why, and leaves the other to the first session on
+such a machine (its test fails until then). ``1`` writes the nearest reference and refuses when
+the new records are as far from both (a change of every run): then name it.
 
     ACTUNE_UPDATE_GOLDEN=1 python -m pytest tests/benchmark/test_golden_records.py
+    ACTUNE_UPDATE_GOLDEN=avx512 python -m pytest tests/benchmark/test_golden_records.py
 """
 from __future__ import annotations
 
@@ -69,12 +71,28 @@ def nearest_reference(got: dict) -> tuple[Path, dict]:
     return min(refs, key=lambda ref: differing_runs(ref[1], got))
 
 
+def reference_to_update(name: str, got: dict) -> Path:
+    """``ACTUNE_UPDATE_GOLDEN``'s file: the one named, or for ``1`` the strictly nearest."""
+    if name != "1":
+        path = HERE / f"reference_{name}.json"
+        names = ", ".join(p.stem.removeprefix("reference_") for p in REFERENCES)
+        assert path in REFERENCES, f"ACTUNE_UPDATE_GOLDEN: no {path.name}; name one of {names}"
+        return path
+    far = sorted((differing_runs(json.loads(p.read_text()), got), p) for p in REFERENCES)
+    assert far[0][0] < far[1][0], ("ACTUNE_UPDATE_GOLDEN=1: the new records are as far from "
+                                   "every reference; name this machine's class (the reference "
+                                   "it matched before the change), e.g. ACTUNE_UPDATE_GOLDEN="
+                                   "avx512")
+    return far[0][1]
+
+
 def test_smoke_records_equal_the_committed_reference(shared_data, tmp_path):
     got = run_golden(shared_data, tmp_path / "runs", tmp_path / "cache")
-    path, expected = nearest_reference(got)
     if os.environ.get("ACTUNE_UPDATE_GOLDEN"):
+        path = reference_to_update(os.environ["ACTUNE_UPDATE_GOLDEN"], got)
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
         pytest.skip(f"reference rewritten: {path}")
+    path, expected = nearest_reference(got)
     assert got == expected, (f"smoke records differ from every committed reference; nearest: "
                              f"{path.name} ({differing_runs(expected, got)} of {len(expected)} "
                              f"runs differ), first difference: {first_difference(expected, got)}"
@@ -98,3 +116,8 @@ def test_the_reference_catches_a_changed_result(shared_data, tmp_path):
         assert changed != expected
         assert first_difference(expected, changed).startswith("entropy/al, round 1, queried_ids")
         assert nearest_reference(changed)[0] == path and differing_runs(expected, changed) == 1
+        assert reference_to_update("1", changed) == path
+    everything_changed = {run: [] for run in expected}      # as far from both references
+    with pytest.raises(AssertionError, match="name this machine's class"):
+        reference_to_update("1", everything_changed)
+    assert reference_to_update("avx512", everything_changed).name == "reference_avx512.json"
