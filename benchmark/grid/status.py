@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results import FAILED, RECORDS, folder_state, read_json, read_records
+from ..results import CHECKPOINT, DONE, FAILED, RECORDS, folder_state, read_json, read_records
 from .spec import Cell
 
 JOB_FILE, ATTEMPT_FILE = "grid_job.json", "attempt.json"
@@ -107,9 +107,11 @@ def _job_log_tail(job: dict, lines: int = 20) -> str:
 def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStatus:
     p, total = cell.path, cell.cfg["rounds"] + 1
     records = read_records(p / RECORDS)[0]
-    rounds = len({r.get("round") for r in records})
+    # records without their checkpoint (a checkout keeps the one, not the other) are recomputed
+    kept = records if (p / CHECKPOINT).exists() or (p / DONE).exists() else []
+    rounds = len({r.get("round") for r in kept})
     by_round: dict[int, float] = {}
-    for r in records:
+    for r in kept:
         if isinstance(r.get("round"), int):
             by_round[r["round"]] = by_round.get(r["round"], 0.0) + float(
                 (r.get("time") or {}).get("round") or 0.0)

@@ -147,6 +147,9 @@ def test_status_not_launched_done_failed(cell):
     assert G.cell_status(cell).state == G.NOT_LAUNCHED
     cell.path.mkdir(parents=True)
     (cell.path / "records.jsonl").write_text('{"round": 0}\n{"round": 1}\n')
+    s = G.cell_status(cell)  # no checkpoint beside them: launching again starts over
+    assert (s.state, s.rounds, s.total) == (G.INCOMPLETE, 0, 3)
+    (cell.path / "checkpoint.pt").write_bytes(b"x")
     s = G.cell_status(cell)
     assert (s.state, s.rounds, s.total) == (G.INCOMPLETE, 2, 3)
     (cell.path / "failed").write_text("Traceback (most recent call last):\n  x\n  y\n"
