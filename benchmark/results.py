@@ -245,6 +245,14 @@ def folder_state(folder: str | Path, rounds: int | None = None,
     return FolderState("not started")
 
 
+def kept_records(folder: str | Path, records: list[dict]) -> list[dict]:
+    """The records a launch keeps: a done run's, or a cut-short run's beside its checkpoint.
+    Records without their checkpoint (a checkout carries the one, not the other) are
+    recomputed from round 0 (:meth:`RunStore.resumable`)."""
+    folder = Path(folder)
+    return records if (folder / DONE).exists() or (folder / CHECKPOINT).exists() else []
+
+
 class RunStore:
     def __init__(self, out: str | Path, cfg: dict, device=None):
         self.cfg, self.device = cfg, device

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..results import CHECKPOINT, DONE, FAILED, RECORDS, folder_state, read_json, read_records
+from ..results import FAILED, RECORDS, folder_state, kept_records, read_json, read_records
 from .spec import Cell
 
 JOB_FILE, ATTEMPT_FILE = "grid_job.json", "attempt.json"
@@ -107,8 +107,7 @@ def _job_log_tail(job: dict, lines: int = 20) -> str:
 def cell_status(cell: Cell, scheduler: dict[str, str] | None = None) -> CellStatus:
     p, total = cell.path, cell.cfg["rounds"] + 1
     records = read_records(p / RECORDS)[0]
-    # records without their checkpoint (a checkout keeps the one, not the other) are recomputed
-    kept = records if (p / CHECKPOINT).exists() or (p / DONE).exists() else []
+    kept = kept_records(p, records)           # the rounds a launch will not recompute
     rounds = len({r.get("round") for r in kept})
     by_round: dict[int, float] = {}
     for r in kept:

@@ -65,10 +65,11 @@ def differing_runs(expected: dict, got: dict) -> int:
     return sum(expected.get(run) != got.get(run) for run in set(expected) | set(got))
 
 
-def nearest_reference(got: dict) -> tuple[Path, dict]:
-    """The committed reference with the fewest runs unlike ``got``: this machine's class."""
+def by_distance(got: dict) -> list[tuple[int, Path, dict]]:
+    """The committed references as (runs unlike ``got``, path, records), nearest first: the
+    first is this machine's class."""
     refs = [(p, json.loads(p.read_text())) for p in REFERENCES]
-    return min(refs, key=lambda ref: differing_runs(ref[1], got))
+    return sorted(((differing_runs(ref, got), p, ref) for p, ref in refs), key=lambda r: r[0])
 
 
 def reference_to_update(name: str, got: dict) -> Path:
@@ -78,12 +79,11 @@ def reference_to_update(name: str, got: dict) -> Path:
         names = ", ".join(p.stem.removeprefix("reference_") for p in REFERENCES)
         assert path in REFERENCES, f"ACTUNE_UPDATE_GOLDEN: no {path.name}; name one of {names}"
         return path
-    far = sorted((differing_runs(json.loads(p.read_text()), got), p) for p in REFERENCES)
-    assert far[0][0] < far[1][0], ("ACTUNE_UPDATE_GOLDEN=1: the new records are as far from "
-                                   "every reference; name this machine's class (the reference "
-                                   "it matched before the change), e.g. ACTUNE_UPDATE_GOLDEN="
-                                   "avx512")
-    return far[0][1]
+    (near, path, _), (second, _, _) = by_distance(got)[:2]
+    assert near < second, ("ACTUNE_UPDATE_GOLDEN=1: the new records are as far from every "
+                           "reference; name this machine's class (the reference it matched "
+                           "before the change), e.g. ACTUNE_UPDATE_GOLDEN=avx512")
+    return path
 
 
 def test_smoke_records_equal_the_committed_reference(shared_data, tmp_path):
@@ -92,9 +92,9 @@ def test_smoke_records_equal_the_committed_reference(shared_data, tmp_path):
         path = reference_to_update(os.environ["ACTUNE_UPDATE_GOLDEN"], got)
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
         pytest.skip(f"reference rewritten: {path}")
-    path, expected = nearest_reference(got)
+    far, path, expected = by_distance(got)[0]
     assert got == expected, (f"smoke records differ from every committed reference; nearest: "
-                             f"{path.name} ({differing_runs(expected, got)} of {len(expected)} "
+                             f"{path.name} ({far} of {len(expected)} "
                              f"runs differ), first difference: {first_difference(expected, got)}"
                              ". If the change is meant to change results, regenerate the "
                              "reference (ACTUNE_UPDATE_GOLDEN=1) in the same commit and say why.")
@@ -115,7 +115,7 @@ def test_the_reference_catches_a_changed_result(shared_data, tmp_path):
         changed["entropy/al"][1]["queried_ids"][0] += 1
         assert changed != expected
         assert first_difference(expected, changed).startswith("entropy/al, round 1, queried_ids")
-        assert nearest_reference(changed)[0] == path and differing_runs(expected, changed) == 1
+        assert by_distance(changed)[0][:2] == (1, path)
         assert reference_to_update("1", changed) == path
     everything_changed = {run: [] for run in expected}      # as far from both references
     with pytest.raises(AssertionError, match="name this machine's class"):
